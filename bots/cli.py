@@ -1,0 +1,263 @@
+"""The command line: ``python -m bots run|list|check-config``.
+
+Exit status: 0 on a clean stop, 2 on invalid configuration or usage (before any network call),
+1 when nothing can run or an unexpected error stopped the process. Errors are one line on stderr;
+tracebacks go only to the log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+from bots import REGISTRY
+from bots.base import Strategy
+from common.clock import Clock, SimulatedClock, WallClock
+from common.config import FleetConfig, Settings, load_config
+from common.errors import ConfigError, FleetError, NotifyError
+from common.events import EventLog, EventType
+from common.logging_config import configure_logging, get_logger
+from common.market import MarketSource
+from common.market.mexc import MexcSource
+from common.market.replay import ReplaySource
+from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
+from common.runner import BotRuntime, Runner
+from common.store import Store
+from common.summary import summary_table
+
+log = get_logger("bots.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bots", description="Crypto signal bots for MEXC.")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="path of global_config.json (default: $BOTS_CONFIG or ./global_config.json)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one bot, several, or the whole fleet (--all)")
+    run.add_argument("names", nargs="*", metavar="NAME", help="bot names (see `list`)")
+    run.add_argument("--all", action="store_true", help="every enabled bot in one process")
+    run.add_argument("--once", action="store_true", help="one cycle on the current closed candles, then exit")
+    run.add_argument("--dry-run", action="store_true", help="print alerts to the console instead of Telegram")
+    run.add_argument("--source", default="mexc", help="mexc (live, default) or replay:DIR (history files)")
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="console log level (the log file always has DEBUG)",
+    )
+    commands.add_parser("list", help="the bots, whether enabled, their timeframe and symbols")
+    commands.add_parser("check-config", help="validate global_config.json and the environment")
+    return parser
+
+
+def _param_models() -> dict[str, Any]:
+    return {name: strategy.params_model for name, strategy in REGISTRY.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m bots``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    os.umask(0o077)  # every file we create is 0600 and every directory 0700
+    load_dotenv(Path(".env"), override=False)
+    try:
+        settings = Settings.from_env(config_override=args.config)
+        config = load_config(settings.config_path, _param_models())
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        enabled = sum(1 for bot in config.bots.values() if bot.enabled)
+        print(f"{config.path}: OK ({len(config.bots)} bots, {enabled} enabled)")
+        return 0
+    if args.command == "list":
+        for name in REGISTRY:
+            bot = config.bots.get(name)
+            if bot is None:
+                print(f"{name:<20} not configured")
+            else:
+                state = "enabled " if bot.enabled else "disabled"
+                print(f"{name:<20} {state} {bot.timeframe:<4} {', '.join(bot.symbols)}")
+        return 0
+    return _run_command(args, settings, config)
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    bots: list[BotRuntime]
+    replay_dir: Path | None
+    dry_run: bool
+
+
+def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> _RunPlan:
+    """Turn the run arguments into a plan, or raise ConfigError with one line."""
+    if args.all and args.names:
+        raise ConfigError("run: give bot names or --all, not both")
+    if not args.all and not args.names:
+        raise ConfigError("run: name a bot (see `python -m bots list`) or use --all")
+    names = [n for n, b in config.bots.items() if b.enabled] if args.all else list(dict.fromkeys(args.names))
+    for name in names:
+        if name not in REGISTRY:
+            raise ConfigError(f"run: unknown bot {name!r} (known: {', '.join(REGISTRY)})")
+        if name not in config.bots:
+            raise ConfigError(f"{config.path}: bots.{name}: the bot has no entry in the configuration")
+        if not config.bots[name].enabled:
+            raise ConfigError(f"{config.path}: bots.{name}.enabled is false; enable it to run it")
+    if not names:
+        raise ConfigError(f"{config.path}: no bot is enabled")
+    source: str = args.source
+    replay_dir = None
+    if source.startswith("replay:") and source != "replay:":
+        replay_dir = Path(source.removeprefix("replay:"))
+    elif source != "mexc":
+        raise ConfigError(f"run: --source {source!r}: use mexc or replay:DIR")
+    bots = []
+    for name in names:
+        strategy: Strategy[Any] = REGISTRY[name]
+        bot_settings = config.bots[name]
+        bots.append(
+            BotRuntime(settings=bot_settings, strategy=strategy, needs=strategy.needs(bot_settings.params))
+        )
+    # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
+    dry_run = args.dry_run or replay_dir is not None or settings.telegram_token is None
+    return _RunPlan(bots=bots, replay_dir=replay_dir, dry_run=dry_run)
+
+
+def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    try:
+        plan = _plan(args, settings, config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    process_name = "fleet" if args.all else "-".join(bot.name for bot in plan.bots)
+    configure_logging(
+        log_dir=settings.log_dir,
+        process_name=process_name,
+        secrets=settings.secrets(),
+        console_level=args.log_level,
+    )
+    if settings.telegram_token is None and not args.dry_run:
+        log.warning("TELEGRAM_BOT_TOKEN is not set: running in dry-run, alerts go to the console")
+    try:
+        return asyncio.run(_run(plan, settings, config, once=args.once))
+    except FleetError as exc:
+        log.error("stopped", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        log.exception("fatal error")
+        print(f"fatal: {type(exc).__name__}: {exc} (details in {settings.log_dir})", file=sys.stderr)
+        return 1
+
+
+async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once: bool) -> int:
+    clock: Clock
+    source: MarketSource
+    if plan.replay_dir is not None:
+        simulated = SimulatedClock(0)
+        clock, source = simulated, ReplaySource(plan.replay_dir, simulated)
+    else:
+        clock = WallClock()
+        key, secret = settings.mexc_api_key, settings.mexc_api_secret
+        source = MexcSource(
+            config.exchange,
+            clock,
+            base_url=settings.mexc_api_base_url,
+            api_key=key.get_secret_value() if key else None,
+            api_secret=secret.get_secret_value() if secret else None,
+        )
+    store = Store(settings.state_dir)
+    events = EventLog(settings.log_dir / "events", clock, secrets=settings.secrets())
+    notifier: Notifier = (
+        ConsoleNotifier(store, clock)
+        if plan.dry_run
+        else TelegramNotifier(store, clock, settings, config.telegram)
+    )
+    stop = asyncio.Event()
+    _install_signal_handlers(stop, events)
+    runner = Runner(
+        bots=plan.bots,
+        source=source,
+        store=store,
+        notifier=notifier,
+        clock=clock,
+        events=events,
+        config=config,
+        stop=stop,
+        close_delay_ms=0 if plan.replay_dir else round(config.exchange.candle_close_delay_s * 1000),
+    )
+    try:
+        await runner.prepare()
+        if not runner.bots:
+            raise FleetError("no bot can run (see the errors above)")
+        await _run_until_stopped(
+            runner, stop, once=once, limit_s=config.runner.shutdown_timeout_s, events=events
+        )
+        if plan.replay_dir is not None:
+            print(summary_table(store.all_signals()))
+        return 0
+    except NotifyError:
+        raise
+    finally:
+        await notifier.close()
+        await source.close()
+        store.close()
+        events.close()
+
+
+async def _run_until_stopped(
+    runner: Runner, stop: asyncio.Event, *, once: bool, limit_s: float, events: EventLog
+) -> None:
+    """Run the loop; on a stop request finish the cycle in flight and deliver, all within ``limit_s``."""
+    loop_task = asyncio.create_task(runner.run(once=once), name="runner")
+    stop_task = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    stopped_at = time.monotonic()
+    deadline = stopped_at + limit_s - 1.0  # keep a second for closing connections
+    if not stop.is_set():
+        stop_task.cancel()
+        loop_task.result()  # re-raise what ended the loop, if anything
+        events.emit(EventType.SHUTDOWN_INITIATED, reason="finished")
+    else:
+        # Give the cycle in flight half the time; the other half is for delivering what it queued.
+        try:
+            async with asyncio.timeout(max(0.0, limit_s / 2)):
+                await asyncio.shield(loop_task)
+        except TimeoutError:
+            loop_task.cancel()
+            await asyncio.gather(loop_task, return_exceptions=True)
+            log.warning("cycle in flight cancelled to respect the shutdown limit")
+    pending = await runner.flush(deadline)
+    events.emit(
+        EventType.SHUTDOWN_COMPLETE,
+        pending_messages=pending,
+        cycles=runner.cycles,
+        seconds=round(time.monotonic() - stopped_at, 2),
+    )
+
+
+def _install_signal_handlers(stop: asyncio.Event, events: EventLog) -> None:
+    """First SIGINT/SIGTERM: stop taking work and shut down cleanly. Second: exit at once."""
+    loop = asyncio.get_running_loop()
+
+    def handle(name: str) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting at once", signal=name)
+            os._exit(1)
+        events.emit(EventType.SHUTDOWN_INITIATED, reason=name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle, sig.name)

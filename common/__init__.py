@@ -1,0 +1,1 @@
+"""Shared library of the signal fleet: nothing here knows a particular strategy."""

@@ -1,0 +1,285 @@
+"""global_config.json and the environment, validated once at start.
+
+Any error becomes ONE line naming the file, the JSON path, the bad value and what is allowed
+(``ConfigError``); the CLI prints it and exits with status 2 before touching the network.
+Secrets come only from the environment (or ``.env``), never from global_config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from common.errors import ConfigError
+from tp_sl_calculator import RiskSettings
+
+#: Timeframes MEXC offers through ccxt with a fixed candle length (1M is calendar-based; not used).
+MEXC_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "8h", "1d", "1w")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeSettings(_Strict):
+    """The ``exchange`` section: how the live market source talks to MEXC."""
+
+    name: Literal["mexc"] = "mexc"
+    default_market: Literal["spot", "swap"] = "spot"
+    timeout_ms: int = Field(10_000, ge=1_000, le=120_000)
+    candle_close_delay_s: float = Field(3.0, ge=0, le=300)
+    retry_attempts: int = Field(3, ge=1, le=10)
+    breaker_failures: int = Field(5, ge=1, le=100)
+    breaker_reset_s: float = Field(60.0, gt=0, le=3_600)
+
+
+class TelegramSettings(_Strict):
+    """The ``telegram`` section: delivery behaviour (tokens and chats come from the environment)."""
+
+    per_chat_interval_s: float = Field(1.0, ge=0, le=60)
+    send_timeout_s: float = Field(15.0, gt=0, le=120)
+    max_attempts: int = Field(5, ge=1, le=50)
+
+
+class TrackingSettings(_Strict):
+    """The ``tracking`` section: how open signals are followed to their outcome."""
+
+    fee_pct_per_side: float = Field(0.05, ge=0, le=1)
+    timeout_hours: float = Field(24.0, gt=0, le=24 * 90)
+
+
+class RunnerSettings(_Strict):
+    """The ``runner`` section: the loop's own limits."""
+
+    shutdown_timeout_s: float = Field(30.0, gt=0, le=300)
+    status_interval_s: float = Field(300.0, gt=0)
+
+
+class BotEntry(_Strict):
+    """One bot's section under ``bots``. Only ``symbols`` has no default."""
+
+    enabled: bool = True
+    symbols: list[str] = Field(min_length=1)
+    timeframe: str = "1h"
+    cooldown_minutes: float = Field(60.0, ge=0)
+    max_open_signals: int = Field(5, ge=1, le=1_000)
+    timeout_hours: float | None = Field(None, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    risk: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, value: str) -> str:
+        if value not in MEXC_TIMEFRAMES:
+            raise ValueError(f"timeframe must be one of {', '.join(MEXC_TIMEFRAMES)}")
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _unified_symbols(cls, values: list[str]) -> list[str]:
+        for symbol in values:
+            base, sep, rest = symbol.partition("/")
+            if not base or not sep or not rest or symbol != symbol.strip():
+                raise ValueError(
+                    f"symbol {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT"
+                )
+        if len(set(values)) != len(values):
+            raise ValueError("symbols must not repeat")
+        return values
+
+
+class ConfigFile(_Strict):
+    """The whole of global_config.json."""
+
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)  # type: ignore[arg-type]
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)  # type: ignore[arg-type]
+    risk: dict[str, Any] = Field(default_factory=dict)
+    bots: dict[str, BotEntry]
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """One bot's settings after validation: its parameters parsed by the strategy's own model."""
+
+    name: str
+    enabled: bool
+    symbols: tuple[str, ...]
+    timeframe: str
+    cooldown_ms: int
+    max_open_signals: int
+    timeout_ms: int
+    params: BaseModel
+    risk: RiskSettings
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Everything global_config.json says, validated."""
+
+    path: Path
+    exchange: ExchangeSettings
+    telegram: TelegramSettings
+    tracking: TrackingSettings
+    runner: RunnerSettings
+    risk: RiskSettings
+    bots: Mapping[str, BotSettings]
+
+
+def _json_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _one_line(source: Path, error: ValidationError, prefix: Sequence[int | str] = ()) -> ConfigError:
+    first = error.errors(include_url=False)[0]
+    where = _json_path([*prefix, *first["loc"]])
+    message = first["msg"]
+    if first["type"] == "missing":
+        return ConfigError(f"{source}: {where}: required setting is missing")
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"{source}: {where}: unknown setting (check the spelling)")
+    return ConfigError(f"{source}: {where} = {json.dumps(first.get('input'), default=str)}: {message}")
+
+
+def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> FleetConfig:
+    """Read and validate global_config.json; raise ``ConfigError`` with one line on any problem.
+
+    ``param_models`` maps every registered bot name to its parameter model; a bot name not in it is
+    an error, and each bot's ``params`` are validated by its own model.
+    """
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (set --config or BOTS_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = json.loads(raw_text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: (top level) must be a JSON object")
+    try:
+        parsed = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _one_line(path, exc) from None
+    try:
+        risk_defaults = RiskSettings.model_validate(parsed.risk)
+    except ValidationError as exc:
+        raise _one_line(path, exc, ("risk",)) from None
+
+    bots: dict[str, BotSettings] = {}
+    for name, entry in parsed.bots.items():
+        model = param_models.get(name)
+        if model is None:
+            known = ", ".join(sorted(param_models))
+            raise ConfigError(f"{path}: bots.{name}: unknown bot (known: {known})")
+        try:
+            params = model.model_validate(entry.params)
+        except ValidationError as exc:
+            raise _one_line(path, exc, ("bots", name, "params")) from None
+        try:
+            risk = risk_defaults.merged(entry.risk)
+        except ValidationError as exc:
+            raise _one_line(path, exc, ("bots", name, "risk")) from None
+        timeout_hours = entry.timeout_hours or parsed.tracking.timeout_hours
+        bots[name] = BotSettings(
+            name=name,
+            enabled=entry.enabled,
+            symbols=tuple(entry.symbols),
+            timeframe=entry.timeframe,
+            cooldown_ms=round(entry.cooldown_minutes * 60_000),
+            max_open_signals=entry.max_open_signals,
+            timeout_ms=round(timeout_hours * 3_600_000),
+            params=params,
+            risk=risk,
+        )
+    return FleetConfig(
+        path=path,
+        exchange=parsed.exchange,
+        telegram=parsed.telegram,
+        tracking=parsed.tracking,
+        runner=parsed.runner,
+        risk=risk_defaults,
+        bots=bots,
+    )
+
+
+def _secret(environ: Mapping[str, str], name: str) -> SecretStr | None:
+    value = environ.get(name, "").strip()
+    return SecretStr(value) if value else None
+
+
+def _plain(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment (or .env) says: paths, secrets, chats and base-URL overrides.
+
+    Secrets are ``SecretStr`` so that printing a Settings object never shows them.
+    """
+
+    config_path: Path
+    state_dir: Path
+    log_dir: Path
+    telegram_token: SecretStr | None
+    telegram_default_chat: str | None
+    telegram_bot_chats: Mapping[str, str]
+    telegram_api_base_url: str | None
+    mexc_api_key: SecretStr | None
+    mexc_api_secret: SecretStr | None
+    mexc_api_base_url: str | None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, config_override: Path | None = None
+    ) -> Settings:
+        """Read the fixed variable names (see .env.example) from ``environ`` (default: os.environ)."""
+        env = os.environ if environ is None else environ
+        chats = {
+            key.removeprefix("TELEGRAM_CHAT_").lower(): value.strip()
+            for key, value in env.items()
+            if key.startswith("TELEGRAM_CHAT_") and key != "TELEGRAM_CHAT_ID" and value.strip()
+        }
+        for name, url in (
+            ("TELEGRAM_API_BASE_URL", env.get("TELEGRAM_API_BASE_URL")),
+            ("MEXC_API_BASE_URL", env.get("MEXC_API_BASE_URL")),
+        ):
+            if url and not url.strip().startswith(("http://", "https://")):
+                raise ConfigError(f"environment: {name} = {url!r}: must start with http:// or https://")
+        return cls(
+            config_path=config_override or Path(env.get("BOTS_CONFIG") or "global_config.json"),
+            state_dir=Path(env.get("BOTS_STATE_DIR") or "state"),
+            log_dir=Path(env.get("BOTS_LOG_DIR") or "logs"),
+            telegram_token=_secret(env, "TELEGRAM_BOT_TOKEN"),
+            telegram_default_chat=_plain(env, "TELEGRAM_CHAT_ID"),
+            telegram_bot_chats=chats,
+            telegram_api_base_url=_plain(env, "TELEGRAM_API_BASE_URL"),
+            mexc_api_key=_secret(env, "MEXC_API_KEY"),
+            mexc_api_secret=_secret(env, "MEXC_API_SECRET"),
+            mexc_api_base_url=_plain(env, "MEXC_API_BASE_URL"),
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        found = (self.telegram_token, self.mexc_api_key, self.mexc_api_secret)
+        return [s.get_secret_value() for s in found if s is not None]
+
+    def chat_for(self, bot: str) -> str | None:
+        """The chat a bot posts to: ``TELEGRAM_CHAT_<BOT>`` if set, else ``TELEGRAM_CHAT_ID``."""
+        return self.telegram_bot_chats.get(bot.lower(), self.telegram_default_chat)

@@ -1,0 +1,413 @@
+"""The one loop that serves every bot: wake after candles close, fetch once, scan, gate, store, send.
+
+One cycle:
+
+1. fetch every due (symbol, timeframe) series once, however many bots need it (in parallel);
+2. for each bot and symbol with a new closed candle, run the strategy's pure ``scan`` and keep the
+   setups on that newest candle;
+3. compute levels (``tp_sl_calculator``), build the signal, and let the store's gate admit it (the
+   alert is queued in the outbox in the same transaction);
+4. check every open signal against the new candles (the tracker) and queue result messages;
+5. wake the delivery task, which drains the outbox in the background so a slow Telegram never
+   delays the next cycle.
+
+A bot whose scan raises is logged with its traceback and tried again next cycle; the others go on.
+The loop never sleeps blindly: it wakes right after the next candle close (plus a small delay for
+the exchange to publish it). Time comes from the injected clock, so replay runs the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from bots.base import DataNeeds, MarketData, Strategy
+from common.cards import result_message, signal_card
+from common.clock import Clock
+from common.config import BotSettings, FleetConfig
+from common.errors import FleetError
+from common.events import EventLog, EventType
+from common.logging_config import get_logger, new_correlation_id
+from common.market import MarketSource, SeriesKey
+from common.notifier import Notifier
+from common.store import GateRules, GateVerdict, Store
+from common.tracker import track
+from common.types import Candles, Setup, Signal, timeframe_ms
+from tp_sl_calculator import LevelsRejected, calculate_levels
+
+log = get_logger(__name__)
+
+#: How soon to look again when the exchange has not yet published a candle that should be closed.
+STALE_RETRY_MS = 5_000
+#: How many times to look again for one late candle before waiting for the next close.
+STALE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class BotRuntime:
+    """A bot ready to run: its validated settings, its strategy and what the strategy needs."""
+
+    settings: BotSettings
+    strategy: Strategy[Any]
+    needs: DataNeeds
+
+    @property
+    def name(self) -> str:
+        """The bot's name."""
+        return self.settings.name
+
+    def series(self, symbol: str) -> list[SeriesKey]:
+        """The series this bot reads for one symbol: its own timeframe first, then the extras."""
+        timeframes = (self.settings.timeframe, *self.needs.extra_timeframes)
+        return [SeriesKey(symbol, tf) for tf in dict.fromkeys(timeframes)]
+
+
+def signal_id(bot: str, symbol: str, timeframe: str, bar_ts: int, direction: str) -> str:
+    """A short id that is the same whenever the same bot finds the same setup on the same candle."""
+    key = f"{bot}|{symbol}|{timeframe}|{bar_ts}|{direction}".encode()
+    return hashlib.blake2b(key, digest_size=5).hexdigest()
+
+
+def next_close_ms(now_ms: int, timeframe: str) -> int:
+    """The first candle close of ``timeframe`` strictly after ``now_ms`` (weeks start on Monday)."""
+    period = timeframe_ms(timeframe)
+    offset = 4 * 86_400_000 if timeframe == "1w" else 0  # 1970-01-05, the first Monday after the epoch
+    return ((now_ms - offset) // period + 1) * period + offset
+
+
+@dataclass
+class _SeriesState:
+    lookback: int
+    candles: Candles | None = None
+    last_scanned_ts: int = -1
+    stale_retries: int = 0
+    bots: list[tuple[BotRuntime, str]] = field(default_factory=list)
+
+
+class Runner:
+    """Runs a set of bots over one market source, one store and one notifier."""
+
+    def __init__(
+        self,
+        *,
+        bots: Sequence[BotRuntime],
+        source: MarketSource,
+        store: Store,
+        notifier: Notifier,
+        clock: Clock,
+        events: EventLog,
+        config: FleetConfig,
+        stop: asyncio.Event,
+        close_delay_ms: int = 0,
+    ) -> None:
+        self._bots = list(bots)
+        self._source = source
+        self._store = store
+        self._notifier = notifier
+        self._clock = clock
+        self._events = events
+        self._config = config
+        self._stop = stop
+        self._close_delay_ms = close_delay_ms
+        self._series: dict[SeriesKey, _SeriesState] = {}
+        self._wake_delivery = asyncio.Event()
+        self._started_monotonic = time.monotonic()
+        self._last_status_ms: int | None = None
+        self._live = True
+        self.cycles = 0
+
+    # -- start ----------------------------------------------------------------------------------
+
+    async def prepare(self) -> list[str]:
+        """Open the source and the notifier; drop what cannot run. Returns the one-line problems."""
+        wanted = {key for bot in self._bots for symbol in bot.settings.symbols for key in bot.series(symbol)}
+        problems_by_symbol = await self._source.open(sorted(wanted, key=lambda k: (k.symbol, k.timeframe)))
+        problems = [
+            f"{symbol}: {text}" if not text.startswith(("symbol", symbol)) else text
+            for symbol, text in problems_by_symbol.items()
+        ]
+        blocked = await self._notifier.start([bot.name for bot in self._bots])
+        problems.extend(blocked.values())
+        runnable = []
+        for bot in self._bots:
+            if bot.name in blocked:
+                continue
+            symbols = [s for s in bot.settings.symbols if s not in problems_by_symbol]
+            if not symbols:
+                problems.append(f"bot {bot.name}: no usable symbol; the bot does not run")
+                continue
+            runnable.append(bot)
+            for symbol in symbols:
+                for key in bot.series(symbol):
+                    state = self._series.setdefault(key, _SeriesState(lookback=bot.needs.lookback))
+                    state.lookback = max(state.lookback, bot.needs.lookback)
+                state = self._series[bot.series(symbol)[0]]
+                state.bots.append((bot, symbol))
+        self._bots = runnable
+        for problem in problems:
+            log.error(problem)
+        return problems
+
+    @property
+    def bots(self) -> list[BotRuntime]:
+        """The bots that passed ``prepare``."""
+        return list(self._bots)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self, *, once: bool = False) -> None:
+        """Cycle until stopped (or, with ``once``, a single cycle), then deliver what is queued."""
+        start = self._source.start_ms({key: state.lookback for key, state in self._series.items()})
+        self._live = start is None
+        if start is not None:
+            self._clock_set(start)
+        recovered = self._store.count_pending()
+        if recovered:
+            self._events.emit(
+                EventType.STATE_RECOVERED,
+                pending_messages=recovered,
+                open_signals=len(self._store.open_signals()),
+            )
+        delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
+        try:
+            await self._cycle()
+            while not once and not self._stop.is_set() and not self._source.finished():
+                if not await self._clock.sleep_until(self._next_wake(), self._stop):
+                    break
+                await self._cycle()
+        finally:
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
+
+    def _clock_set(self, when_ms: int) -> None:
+        setter = getattr(self._clock, "set", None)
+        if callable(setter):
+            setter(when_ms)
+
+    def _next_wake(self) -> int:
+        now = self._clock.now_ms()
+        closes = [next_close_ms(now - self._close_delay_ms, key.timeframe) for key in self._series]
+        wake = min(closes, default=now + 60_000) + self._close_delay_ms
+        if any(state.stale_retries for state in self._series.values()):
+            wake = min(wake, now + STALE_RETRY_MS)
+        return wake
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+            # arrives just as the event is set, and this task would then never stop.
+            try:
+                async with asyncio.timeout(5.0):
+                    await self._wake_delivery.wait()
+            except TimeoutError:
+                pass
+            self._wake_delivery.clear()
+            try:
+                await self._notifier.deliver_pending()
+            except FleetError as exc:
+                log.error("delivery stopped", error=str(exc))
+            except Exception:
+                log.exception("delivery failed unexpectedly; retrying in 5 s")
+
+    async def flush(self, deadline: float) -> int:
+        """Deliver queued messages until ``deadline`` (monotonic); returns how many are still queued."""
+        try:
+            await self._notifier.deliver_pending(deadline)
+        except FleetError as exc:
+            log.error("final delivery stopped", error=str(exc))
+        return self._store.count_pending()
+
+    # -- one cycle ------------------------------------------------------------------------------
+
+    async def _cycle(self) -> None:
+        cycle_id = new_correlation_id()
+        structlog.contextvars.bind_contextvars(cycle_id=cycle_id)
+        started = time.monotonic()
+        try:
+            now = self._clock.now_ms()
+            due = [key for key, state in self._series.items() if self._is_due(key, state, now)]
+            fetched = await self._fetch(due)
+            for key in fetched:
+                self._scan_series(key, now)
+            self._track(fetched)
+            self._wake_delivery.set()
+            self.cycles += 1
+            self._maybe_status(now)
+            log.debug("cycle done", series=len(fetched), seconds=round(time.monotonic() - started, 3))
+        finally:
+            structlog.contextvars.unbind_contextvars("cycle_id")
+
+    def _is_due(self, key: SeriesKey, state: _SeriesState, now: int) -> bool:
+        if state.candles is None or len(state.candles) == 0 or state.stale_retries:
+            return True
+        return state.candles.close_time(-1) + timeframe_ms(key.timeframe) <= now
+
+    async def _fetch(self, keys: list[SeriesKey]) -> list[SeriesKey]:
+        """Fetch the due series in parallel; a failing series is logged and skipped this cycle."""
+        results = await asyncio.gather(
+            *(self._source.closed_candles(k.symbol, k.timeframe, self._series[k].lookback) for k in keys),
+            return_exceptions=True,
+        )
+        fresh: list[SeriesKey] = []
+        now = self._clock.now_ms()
+        for key, result in zip(keys, results, strict=True):
+            state = self._series[key]
+            if isinstance(result, FleetError):
+                log.warning(
+                    "series skipped this cycle", symbol=key.symbol, timeframe=key.timeframe, error=str(result)
+                )
+                continue
+            if isinstance(result, BaseException):
+                log.error(
+                    "series fetch crashed",
+                    symbol=key.symbol,
+                    timeframe=key.timeframe,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
+                continue
+            state.candles = result
+            # Live, the exchange may publish a just-closed candle a few seconds late: look again soon
+            # rather than miss it until the next close. Replay data is complete by construction.
+            newest_close = next_close_ms(now, key.timeframe) - timeframe_ms(key.timeframe)
+            behind = len(result) == 0 or result.close_time(-1) < newest_close
+            if self._live and behind and state.stale_retries < STALE_RETRIES:
+                state.stale_retries += 1
+            else:
+                state.stale_retries = 0
+            fresh.append(key)
+        return fresh
+
+    def _scan_series(self, key: SeriesKey, now: int) -> None:
+        state = self._series[key]
+        candles = state.candles
+        if candles is None or len(candles) == 0 or int(candles.ts[-1]) <= state.last_scanned_ts:
+            return
+        state.last_scanned_ts = int(candles.ts[-1])
+        for bot, symbol in state.bots:
+            others: dict[str, Candles] = {}
+            for extra in bot.needs.extra_timeframes:
+                extra_candles = self._series[SeriesKey(symbol, extra)].candles
+                if extra_candles is not None:
+                    others[extra] = extra_candles
+            data = MarketData(candles=candles, other_timeframes=others)
+            structlog.contextvars.bind_contextvars(bot=bot.name)
+            try:
+                setups = bot.strategy.scan(data, bot.settings.params)
+            except Exception:
+                log.exception("strategy raised; the bot continues next cycle", symbol=symbol)
+                continue
+            finally:
+                structlog.contextvars.unbind_contextvars("bot")
+            for setup in setups:
+                if setup.bar_ts == int(candles.ts[-1]):
+                    self._emit(bot, symbol, setup, now)
+
+    def _emit(self, bot: BotRuntime, symbol: str, setup: Setup, now: int) -> None:
+        tick = self._source.market(symbol).tick_size
+        settings = bot.settings
+        try:
+            levels = calculate_levels(setup, settings.risk, tick)
+        except LevelsRejected as exc:
+            self._events.emit(
+                EventType.SIGNAL_REJECTED,
+                bot=bot.name,
+                symbol=symbol,
+                timeframe=settings.timeframe,
+                direction=setup.direction.value,
+                bar_ts=setup.bar_ts,
+                reason=exc.reason.value,
+                detail=str(exc),
+            )
+            return
+        signal = Signal(
+            id=signal_id(bot.name, symbol, settings.timeframe, setup.bar_ts, setup.direction.value),
+            bot=bot.name,
+            symbol=symbol,
+            timeframe=settings.timeframe,
+            direction=setup.direction,
+            levels=levels,
+            reason=setup.reason,
+            bar_ts=setup.bar_ts,
+            created_ms=now,
+            context=setup.context,
+            key_points=setup.key_points,
+        )
+        rules = GateRules(cooldown_ms=settings.cooldown_ms, max_open_signals=settings.max_open_signals)
+        verdict = self._store.admit_signal(signal, rules, now, signal_card(signal, tick))
+        if verdict is not GateVerdict.ACCEPTED:
+            self._events.emit(
+                EventType.SIGNAL_REJECTED,
+                bot=bot.name,
+                symbol=symbol,
+                timeframe=settings.timeframe,
+                direction=setup.direction.value,
+                bar_ts=setup.bar_ts,
+                reason="GATE",
+                detail=verdict.value,
+                signal_id=signal.id,
+            )
+            return
+        self._events.emit(
+            EventType.SIGNAL_EMITTED,
+            signal_id=signal.id,
+            bot=bot.name,
+            symbol=symbol,
+            timeframe=settings.timeframe,
+            direction=signal.direction.value,
+            entry=levels.entry,
+            sl=levels.sl,
+            tps=list(levels.tps),
+            bar_ts=setup.bar_ts,
+            reason=setup.reason,
+            context=dict(setup.context),
+        )
+
+    def _track(self, fetched: list[SeriesKey]) -> None:
+        fresh = set(fetched)
+        timeouts = {bot.name: bot.settings.timeout_ms for bot in self._bots}
+        fee = self._config.tracking.fee_pct_per_side
+        for stored in self._store.open_signals(tuple(timeouts)):
+            signal = stored.signal
+            key = SeriesKey(signal.symbol, signal.timeframe)
+            candles = self._series[key].candles if key in fresh else None
+            if candles is None:
+                continue
+            result = track(signal, candles, stored.checked_until, timeouts[signal.bot], fee)
+            if result.outcome is None:
+                self._store.mark_checked(signal.id, result.checked_until)
+                continue
+            tick = self._source.market(signal.symbol).tick_size
+            message = result_message(signal, result.outcome, tick)
+            if self._store.close_signal(signal.id, result.outcome, result.checked_until, message):
+                self._events.emit(
+                    EventType.SIGNAL_CLOSED,
+                    signal_id=signal.id,
+                    bot=signal.bot,
+                    symbol=signal.symbol,
+                    exit_reason=result.outcome.reason,
+                    exit_price=result.outcome.price,
+                    pnl_pct=round(result.outcome.pnl_pct, 4),
+                    r_multiple=round(result.outcome.r_multiple, 4),
+                )
+
+    def _maybe_status(self, now: int) -> None:
+        interval_ms = int(self._config.runner.status_interval_s * 1000)
+        if self._last_status_ms is not None and now - self._last_status_ms < interval_ms:
+            return
+        self._last_status_ms = now
+        open_by_bot: dict[str, int] = {}
+        for stored in self._store.open_signals():
+            open_by_bot[stored.signal.bot] = open_by_bot.get(stored.signal.bot, 0) + 1
+        self._events.emit(
+            EventType.STATUS,
+            uptime_s=round(time.monotonic() - self._started_monotonic, 1),
+            cycles=self.cycles,
+            open_signals=open_by_bot,
+            pending_messages=self._store.count_pending(),
+        )

@@ -1,0 +1,374 @@
+"""SQLite state: signals, the signal gate, and the Telegram outbox.
+
+Why SQLite in WAL mode: it is file-locked and crash-safe, and every bot process (one per systemd
+unit) plus the CLI tools can share one database safely. Each decision that must be atomic runs in
+one ``BEGIN IMMEDIATE`` transaction, which takes the write lock before reading, so two processes
+can never both pass the gate for the same signal:
+
+* the gate (cooldown, max open, one open signal per (bot, symbol, direction), one signal per candle)
+  and the INSERT of the signal and of its outbox message happen together; a crash before COMMIT
+  leaves neither, a crash after leaves both, and the message is then sent on the next start.
+* cooldowns are derived from the signals table (the newest signal of a (bot, symbol, timeframe))
+  rather than kept in a table of their own, so they can never drift from what was emitted.
+
+The database directory is 0700 and its files 0600. Calls are synchronous and short (one small
+transaction); the event loop tolerates them, and SQLite's busy timeout absorbs brief contention
+between processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.types import ContextValue, Direction, KeyPoint, Levels, Signal
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signals (
+    id            TEXT PRIMARY KEY,
+    bot           TEXT NOT NULL,
+    symbol        TEXT NOT NULL,
+    timeframe     TEXT NOT NULL,
+    direction     TEXT NOT NULL CHECK (direction IN ('LONG', 'SHORT')),
+    entry         REAL NOT NULL,
+    sl            REAL NOT NULL,
+    tp1           REAL NOT NULL,
+    tp2           REAL,
+    tp3           REAL,
+    reason        TEXT NOT NULL,
+    context       TEXT NOT NULL,
+    key_points    TEXT NOT NULL,
+    bar_ts        INTEGER NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'OPEN' CHECK (status IN ('OPEN', 'CLOSED')),
+    checked_until INTEGER NOT NULL,
+    exit_reason   TEXT,
+    exit_price    REAL,
+    exit_ms       INTEGER,
+    pnl_pct       REAL,
+    r_multiple    REAL,
+    UNIQUE (bot, symbol, timeframe, bar_ts)
+);
+CREATE INDEX IF NOT EXISTS signals_open ON signals (status, bot, symbol);
+CREATE INDEX IF NOT EXISTS signals_recent ON signals (bot, symbol, timeframe, created_ms);
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot         TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('signal', 'result')),
+    signal_id   TEXT NOT NULL REFERENCES signals (id),
+    text        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    sent_ms     INTEGER,
+    message_id  INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class GateVerdict(enum.StrEnum):
+    """Why the gate let a signal through or not."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate: this candle already produced a signal"
+    ALREADY_OPEN = "an open signal exists for this bot, symbol and direction"
+    COOLDOWN = "cooldown: the last signal of this bot, symbol and timeframe is too recent"
+    MAX_OPEN = "the bot has reached its maximum of open signals"
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """One bot's gate settings."""
+
+    cooldown_ms: int
+    max_open_signals: int
+
+
+@dataclass(frozen=True)
+class StoredSignal:
+    """A signal as the store holds it, with its tracking state."""
+
+    signal: Signal
+    status: str
+    checked_until: int
+    exit_reason: str | None
+    exit_price: float | None
+    exit_ms: int | None
+    pnl_pct: float | None
+    r_multiple: float | None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message waiting in (or delivered from) the outbox."""
+
+    id: int
+    bot: str
+    kind: str
+    signal_id: str
+    text: str
+    created_ms: int
+    attempts: int
+    reply_to_message_id: int | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an open signal ended."""
+
+    reason: str
+    price: float
+    exit_ms: int
+    pnl_pct: float
+    r_multiple: float
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+class Store:
+    """The fleet's SQLite database (``<state_dir>/signals.sqlite3``)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        _private_dir(state_dir)
+        self.path = state_dir / "signals.sqlite3"
+        # Create the file 0600 ourselves: sqlite3 would create it with the process umask.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        # SQLite gives the -wal and -shm files the permissions of the database file itself.
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        """Close the connection (a WAL checkpoint happens on the last close)."""
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- the gate -------------------------------------------------------------------------------
+
+    def admit_signal(self, signal: Signal, rules: GateRules, now_ms: int, message: str) -> GateVerdict:
+        """Apply the gate and, if it passes, store the signal and queue its alert, atomically."""
+        with self._transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM signals WHERE id = ?"
+                " OR (bot = ? AND symbol = ? AND timeframe = ? AND bar_ts = ?)",
+                (signal.id, signal.bot, signal.symbol, signal.timeframe, signal.bar_ts),
+            ).fetchone():
+                return GateVerdict.DUPLICATE
+            if db.execute(
+                "SELECT 1 FROM signals WHERE status = 'OPEN' AND bot = ? AND symbol = ? AND direction = ?",
+                (signal.bot, signal.symbol, signal.direction.value),
+            ).fetchone():
+                return GateVerdict.ALREADY_OPEN
+            last = db.execute(
+                "SELECT MAX(created_ms) FROM signals WHERE bot = ? AND symbol = ? AND timeframe = ?",
+                (signal.bot, signal.symbol, signal.timeframe),
+            ).fetchone()[0]
+            if last is not None and now_ms - int(last) < rules.cooldown_ms:
+                return GateVerdict.COOLDOWN
+            open_count = db.execute(
+                "SELECT COUNT(*) FROM signals WHERE status = 'OPEN' AND bot = ?", (signal.bot,)
+            ).fetchone()[0]
+            if open_count >= rules.max_open_signals:
+                return GateVerdict.MAX_OPEN
+            self._insert_signal(db, signal)
+            db.execute(
+                "INSERT INTO outbox (bot, kind, signal_id, text, created_ms) VALUES (?, 'signal', ?, ?, ?)",
+                (signal.bot, signal.id, message, now_ms),
+            )
+        return GateVerdict.ACCEPTED
+
+    @staticmethod
+    def _insert_signal(db: sqlite3.Connection, signal: Signal) -> None:
+        tps = list(signal.levels.tps) + [None] * (3 - len(signal.levels.tps))
+        db.execute(
+            """INSERT INTO signals (id, bot, symbol, timeframe, direction, entry, sl, tp1, tp2, tp3, reason,
+                                    context, key_points, bar_ts, created_ms, checked_until)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                signal.id,
+                signal.bot,
+                signal.symbol,
+                signal.timeframe,
+                signal.direction.value,
+                signal.levels.entry,
+                signal.levels.sl,
+                *tps,
+                signal.reason,
+                json.dumps(dict(signal.context), sort_keys=True),
+                json.dumps([[p.ts, p.price, p.label] for p in signal.key_points]),
+                signal.bar_ts,
+                signal.created_ms,
+                signal.bar_ts,
+            ),
+        )
+
+    # -- reading signals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _row_to_stored(row: sqlite3.Row) -> StoredSignal:
+        tps = tuple(float(row[k]) for k in ("tp1", "tp2", "tp3") if row[k] is not None)
+        direction = Direction(row["direction"])
+        context: Mapping[str, ContextValue] = json.loads(row["context"])
+        signal = Signal(
+            id=row["id"],
+            bot=row["bot"],
+            symbol=row["symbol"],
+            timeframe=row["timeframe"],
+            direction=direction,
+            levels=Levels(direction=direction, entry=row["entry"], sl=row["sl"], tps=tps),
+            reason=row["reason"],
+            bar_ts=row["bar_ts"],
+            created_ms=row["created_ms"],
+            context=context,
+            key_points=tuple(
+                KeyPoint(ts=int(t), price=float(p), label=str(lbl))
+                for t, p, lbl in json.loads(row["key_points"])
+            ),
+        )
+        return StoredSignal(
+            signal=signal,
+            status=row["status"],
+            checked_until=row["checked_until"],
+            exit_reason=row["exit_reason"],
+            exit_price=row["exit_price"],
+            exit_ms=row["exit_ms"],
+            pnl_pct=row["pnl_pct"],
+            r_multiple=row["r_multiple"],
+        )
+
+    def get_signal(self, signal_id: str) -> StoredSignal | None:
+        """The signal with ``signal_id``, or None."""
+        row = self._db.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
+        return None if row is None else self._row_to_stored(row)
+
+    def open_signals(self, bots: tuple[str, ...] | None = None) -> list[StoredSignal]:
+        """Open signals (of ``bots`` when given), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM signals WHERE status = 'OPEN' ORDER BY created_ms, id"
+        ).fetchall()
+        stored = [self._row_to_stored(r) for r in rows]
+        return [s for s in stored if bots is None or s.signal.bot in bots]
+
+    def all_signals(self) -> list[StoredSignal]:
+        """Every signal, oldest first."""
+        rows = self._db.execute("SELECT * FROM signals ORDER BY created_ms, id").fetchall()
+        return [self._row_to_stored(r) for r in rows]
+
+    # -- tracking -------------------------------------------------------------------------------
+
+    def mark_checked(self, signal_id: str, until_ts: int) -> None:
+        """Record that candles up to open time ``until_ts`` have been checked against the signal."""
+        self._db.execute(
+            "UPDATE signals SET checked_until = MAX(checked_until, ?) WHERE id = ? AND status = 'OPEN'",
+            (until_ts, signal_id),
+        )
+
+    def close_signal(self, signal_id: str, outcome: Outcome, checked_until: int, message: str) -> bool:
+        """Close an open signal and queue its result message, atomically. False if it was not open."""
+        with self._transaction() as db:
+            changed = db.execute(
+                """UPDATE signals SET status = 'CLOSED', exit_reason = ?, exit_price = ?, exit_ms = ?,
+                          pnl_pct = ?, r_multiple = ?, checked_until = ?
+                   WHERE id = ? AND status = 'OPEN'""",
+                (
+                    outcome.reason,
+                    outcome.price,
+                    outcome.exit_ms,
+                    outcome.pnl_pct,
+                    outcome.r_multiple,
+                    checked_until,
+                    signal_id,
+                ),
+            ).rowcount
+            if not changed:
+                return False
+            bot = db.execute("SELECT bot FROM signals WHERE id = ?", (signal_id,)).fetchone()[0]
+            db.execute(
+                "INSERT INTO outbox (bot, kind, signal_id, text, created_ms) VALUES (?, 'result', ?, ?, ?)",
+                (bot, signal_id, message, outcome.exit_ms),
+            )
+        return True
+
+    # -- the outbox -----------------------------------------------------------------------------
+
+    def pending_messages(self, limit: int = 100) -> list[OutboxMessage]:
+        """Unsent messages in the order they were queued, each with the message id to reply to."""
+        rows = self._db.execute(
+            """SELECT o.*, (SELECT s.message_id FROM outbox s
+                            WHERE s.signal_id = o.signal_id AND s.kind = 'signal' AND s.status = 'sent')
+                           AS reply_to
+               FROM outbox o WHERE o.status = 'pending' ORDER BY o.id LIMIT ?""",
+            (limit,),
+        ).fetchall()
+        return [
+            OutboxMessage(
+                id=r["id"],
+                bot=r["bot"],
+                kind=r["kind"],
+                signal_id=r["signal_id"],
+                text=r["text"],
+                created_ms=r["created_ms"],
+                attempts=r["attempts"],
+                reply_to_message_id=r["reply_to"],
+            )
+            for r in rows
+        ]
+
+    def count_pending(self) -> int:
+        """Number of messages still waiting to be sent."""
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+
+    def mark_sent(self, message_id: int, telegram_message_id: int | None, now_ms: int) -> None:
+        """Record a delivered message with Telegram's message id (None in dry-run)."""
+        self._db.execute(
+            "UPDATE outbox SET status = 'sent', sent_ms = ?, message_id = ?, attempts = attempts + 1"
+            " WHERE id = ?",
+            (now_ms, telegram_message_id, message_id),
+        )
+
+    def mark_attempt(self, message_id: int, error: str) -> None:
+        """Record a failed attempt that will be retried."""
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error, message_id)
+        )
+
+    def mark_failed(self, message_id: int, error: str) -> None:
+        """Give up on a message (Telegram refused it for good); it stays in the table with the reason."""
+        self._db.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error, message_id),
+        )
+
+    def outbox_rows(self) -> list[dict[str, object]]:
+        """Every outbox row as a dict (for tools and tests)."""
+        return [dict(r) for r in self._db.execute("SELECT * FROM outbox ORDER BY id").fetchall()]
