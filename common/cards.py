@@ -70,15 +70,15 @@ def _fit(text: str, budget: int) -> str:
     escaped = html.escape(text)
     if len(escaped) <= budget:
         return escaped
-    keep = len(text)
-    while keep > 0:
-        # Each raw character escapes to at least one character, so dropping `overflow` raw
-        # characters always makes progress without overshooting by much.
-        overflow = len(html.escape(text[:keep])) + len(TRIM_MARKER) - budget
-        if overflow <= 0:
+    # html.escape works character by character: keep the longest raw prefix whose escaped form
+    # fits with the marker (an escaped character may be up to six long, so count each one).
+    room, keep = budget - len(TRIM_MARKER), 0
+    for char in text:
+        room -= len(html.escape(char))
+        if room < 0:
             break
-        keep -= overflow
-    return html.escape(text[: max(keep, 0)]) + TRIM_MARKER
+        keep += 1
+    return html.escape(text[:keep]) + TRIM_MARKER
 
 
 def result_message(signal: Signal, outcome: Outcome, tick_size: float | None = None) -> str:

@@ -97,10 +97,10 @@ class BotEntry(_Strict):
 class ConfigFile(_Strict):
     """The whole of global_config.json."""
 
-    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
-    telegram: TelegramSettings = Field(default_factory=TelegramSettings)  # type: ignore[arg-type]
-    tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
-    runner: RunnerSettings = Field(default_factory=RunnerSettings)  # type: ignore[arg-type]
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
     risk: dict[str, Any] = Field(default_factory=dict)
     bots: dict[str, BotEntry]
 

@@ -75,9 +75,11 @@ __all__ = [
 MIN_SECRET_LENGTH: Final = 6
 """Configured secrets shorter than this are not redacted (they would match everywhere)."""
 
-QUIET_LIBRARY_LOGGERS: Final = ("httpx", "httpcore")
+QUIET_LIBRARY_LOGGERS: Final = ("httpx", "httpcore", "ccxt")
 """Set to WARNING by ``configure_logging``: httpx logs every request URL at INFO, and our
-Telegram URLs contain the bot token (redacted, but still noise at one line per message)."""
+Telegram URLs contain the bot token (redacted, but still noise at one line per message); ccxt
+logs every request with its headers and the whole response body at DEBUG (30 kB per candle
+request: a 50-symbol fleet would rotate the log files away within an hour)."""
 
 REPLACEMENT: Final = "***"
 

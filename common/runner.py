@@ -216,11 +216,19 @@ class Runner:
                 log.exception("delivery failed unexpectedly; retrying in 5 s")
 
     async def flush(self, deadline: float) -> int:
-        """Deliver queued messages until ``deadline`` (monotonic); returns how many are still queued."""
-        try:
-            await self._notifier.deliver_pending(deadline)
-        except FleetError as exc:
-            log.error("final delivery stopped", error=str(exc))
+        """Deliver queued messages until ``deadline`` (monotonic); returns how many are still queued.
+
+        A temporary failure pauses delivery briefly; we keep trying until the deadline, because
+        whatever is still queued then waits for the next start.
+        """
+        while self._store.count_pending() and time.monotonic() < deadline:
+            try:
+                await self._notifier.deliver_pending(deadline)
+            except FleetError as exc:
+                log.error("final delivery stopped", error=str(exc))
+                break
+            if self._store.count_pending():
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         return self._store.count_pending()
 
     # -- one cycle ------------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""Helpers for end-to-end tests: run the real CLI as a subprocess against the local fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.fakes.csvdata import OhlcvArrays, load_ohlcv_csv
+from tests.fakes.mexc import FakeMexc, shift_to_now
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+
+#: Sentinels that must never appear in any log, state file or output.
+TOKEN = "987654321:AAsentinelTOKENsentinelTOKENsentinel12"
+MEXC_KEY = "SENTINELmexcAPIKEYvalue456"
+MEXC_SECRET = "SENTINELmexcSECRETvalue123"
+CHAT = "-1001234567890"
+H4_MS = 4 * 3_600_000
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """What a finished CLI subprocess left behind."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def sample_4h(symbol_stem: str = "BTC_USDT") -> OhlcvArrays:
+    """The bundled 4h history of one symbol (always present: it ships with the repo)."""
+    return load_ohlcv_csv(SAMPLE / f"{symbol_stem}-4h.csv.gz")
+
+
+def write_config(directory: Path, bot: dict[str, Any] | None = None, **sections: Any) -> Path:
+    """A global_config.json with psar_bot on BTC/USDT 4h (overridable) and no close delay."""
+    psar: dict[str, Any] = {
+        "symbols": ["BTC/USDT"],
+        "timeframe": "4h",
+        "cooldown_minutes": 240,
+        "params": {"lookback": 300},
+        "risk": {"sl_method": "structure", "tp_method": "atr", "tp_multiples": [3.0, 5.0], "min_rr": 1.5},
+    }
+    psar.update(bot or {})
+    config = {"exchange": {"candle_close_delay_s": 0, "timeout_ms": 3000}, "bots": {"psar_bot": psar}}
+    config.update(sections)
+    path = directory / "global_config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def cli_env(tmp_path: Path, mexc_url: str, telegram_url: str | None, **extra: str) -> dict[str, str]:
+    """Environment for the CLI: fakes' URLs, sentinel secrets, private state and log dirs."""
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("TELEGRAM_", "MEXC_", "BOTS_"))
+    }
+    env.update(
+        BOTS_CONFIG=str(tmp_path / "global_config.json"),
+        BOTS_STATE_DIR=str(tmp_path / "state"),
+        BOTS_LOG_DIR=str(tmp_path / "logs"),
+        MEXC_API_BASE_URL=mexc_url,
+        MEXC_API_KEY=MEXC_KEY,
+        MEXC_API_SECRET=MEXC_SECRET,
+        TELEGRAM_CHAT_ID=CHAT,
+        PYTHONUNBUFFERED="1",
+    )
+    if telegram_url is not None:
+        env.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=telegram_url)
+    env.update(extra)
+    return env
+
+
+async def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """Start ``python -m bots ARGS`` (the real CLI) in ``cwd``."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> CliRun:
+    """Run the CLI to completion (the fakes keep serving on this event loop meanwhile)."""
+    process = await start_cli(args, env, cwd)
+    async with asyncio.timeout(timeout):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return CliRun(process.returncode, stdout.decode(), stderr.decode())
+
+
+def avoid_candle_boundary(period_ms: int, margin_s: float = 30.0) -> None:
+    """Sleep past a candle close if one is due within ``margin_s``: the fake's forming candle would
+    otherwise close between serving and checking, and the test would see one candle more."""
+    now = time.time()
+    until_close = period_ms / 1000 - now % (period_ms / 1000)
+    if until_close < margin_s:
+        time.sleep(until_close + 1)
+
+
+def serve_until(
+    fake: FakeMexc,
+    candles: OhlcvArrays,
+    last_closed: int,
+    symbol_id: str = "BTCUSDT",
+    timeframe: str = "4h",
+    period_ms: int = H4_MS,
+) -> np.ndarray:  # type: ignore[type-arg,unused-ignore]
+    """Serve candles[: last_closed + 2] shifted so that candle ``last_closed + 1`` is forming now.
+
+    Returns the shifted timestamps of what is served (the forming candle included).
+    """
+    end = last_closed + 2
+    ts = shift_to_now(candles.ts[:end], period_ms, int(time.time() * 1000))
+    fake.add_candles(
+        symbol_id,
+        "spot",
+        timeframe,
+        ts,
+        candles.open[:end],
+        candles.high[:end],
+        candles.low[:end],
+        candles.close[:end],
+        candles.volume[:end],
+    )
+    return ts
