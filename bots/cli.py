@@ -71,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m bots``; returns the exit status."""
     args = _parser().parse_args(argv)
     os.umask(0o077)  # every file we create is 0600 and every directory 0700
-    load_dotenv(Path(".env"), override=False)
+    try:
+        load_dotenv(Path(".env"), override=False)
+    except OSError as exc:
+        print(f"config error: .env: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         settings = Settings.from_env(config_override=args.config)
         config = load_config(settings.config_path, _param_models())
@@ -142,6 +146,8 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
         print(f"error: {exc}", file=sys.stderr)
         return 2
     process_name = "fleet" if args.all else "-".join(bot.name for bot in plan.bots)
+    if plan.replay_dir is not None:
+        process_name = f"replay-{process_name}"
     configure_logging(
         log_dir=settings.log_dir,
         process_name=process_name,
@@ -178,8 +184,13 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
             api_key=key.get_secret_value() if key else None,
             api_secret=secret.get_secret_value() if secret else None,
         )
-    store = Store(settings.state_dir)
-    events = EventLog(settings.log_dir / "events", clock, secrets=settings.secrets())
+    # A replay keeps its own store and events: its signals must never be tracked, counted by the
+    # gate or reported as results by a live run sharing the same directories.
+    replay = plan.replay_dir is not None
+    store = Store(settings.state_dir / "replay" if replay else settings.state_dir)
+    events = EventLog(
+        settings.log_dir / ("replay-events" if replay else "events"), clock, secrets=settings.secrets()
+    )
     notifier: Notifier = (
         ConsoleNotifier(store, clock)
         if plan.dry_run

@@ -44,7 +44,6 @@ class TelegramSettings(_Strict):
 
     per_chat_interval_s: float = Field(1.0, ge=0, le=60)
     send_timeout_s: float = Field(15.0, gt=0, le=120)
-    max_attempts: int = Field(5, ge=1, le=50)
 
 
 class TrackingSettings(_Strict):

@@ -13,7 +13,8 @@ Telegram facts this module relies on (Bot API, python-telegram-bot 22):
 * ``BadRequest`` "can't parse entities" means broken HTML: we retry once as plain text; other
   ``BadRequest`` / ``Forbidden`` answers (chat not found, bot not in channel) will not pass by
   retrying, so the message is marked failed with the reason and stays in the table.
-* ``InvalidToken`` (401) stops delivery altogether until the configuration is fixed.
+* ``InvalidToken`` (401) at start stops the process; later, the round stops and the messages wait
+  (each round, every few seconds, tries again and logs the error).
 * At most about one message per second per chat; we space sends per chat by
   ``telegram.per_chat_interval_s``.
 """
@@ -53,6 +54,10 @@ class Notifier(Protocol):
         """Send queued messages in order until none is left or ``deadline`` (monotonic) passes."""
         ...
 
+    def backlog(self) -> int:
+        """How many messages this notifier still has to deliver."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -65,15 +70,23 @@ class ConsoleNotifier:
         self._store = store
         self._clock = clock
         self._stream = stream or sys.stdout
+        self._bots: tuple[str, ...] = ()
+        self._after_id = 0
 
     async def start(self, bots: Iterable[str]) -> dict[str, str]:
-        """The console always accepts messages."""
+        """The console always accepts messages; only those queued from now on are printed.
+
+        Messages already waiting in the store belong to a live run (a dry-run must not mark them
+        sent, or they would never reach Telegram).
+        """
+        self._bots = tuple(bots)
+        self._after_id = self._store.last_outbox_id()
         return {}
 
     async def deliver_pending(self, deadline: float | None = None) -> int:
-        """Print every pending message (marked sent, so a later live run does not repeat them)."""
+        """Print the messages this run queued (marked sent, so a later live run does not repeat them)."""
         delivered = 0
-        while batch := self._store.pending_messages():
+        while batch := self._store.pending_messages(self._bots, after_id=self._after_id):
             for message in batch:
                 label = "alert" if message.kind == "signal" else "result"
                 print(f"──── {message.bot} · {label} (dry-run) ────", file=self._stream)
@@ -82,6 +95,10 @@ class ConsoleNotifier:
                 delivered += 1
         self._stream.flush()
         return delivered
+
+    def backlog(self) -> int:
+        """Messages this run queued and has not printed yet."""
+        return self._store.count_pending(self._bots, after_id=self._after_id)
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -111,6 +128,7 @@ class TelegramNotifier:
         self._limits = limits
         self._last_sent: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
+        self._bots: tuple[str, ...] = ()
 
     async def start(self, bots: Iterable[str]) -> dict[str, str]:
         """Check the token (getMe) and each bot's chat (getChat) once; return the problems found.
@@ -118,6 +136,7 @@ class TelegramNotifier:
         An outage (network error) is not a problem here: messages wait in the outbox. A wrong chat
         or a chat the bot may not post to is, and that bot does not start.
         """
+        self._bots = tuple(bots)
         try:
             await self._bot.initialize()
         except InvalidToken:
@@ -127,7 +146,7 @@ class TelegramNotifier:
             return {}
         problems: dict[str, str] = {}
         checked: dict[str, str | None] = {}
-        for bot in bots:
+        for bot in self._bots:
             chat = self._settings.chat_for(bot)
             if chat is None:
                 problems[bot] = (
@@ -156,7 +175,7 @@ class TelegramNotifier:
         overtakes the alert it replies to.
         """
         delivered = 0
-        while batch := self._store.pending_messages():
+        while batch := self._store.pending_messages(self._bots):
             for message in batch:
                 if deadline is not None and time.monotonic() >= deadline:
                     return delivered
@@ -165,6 +184,10 @@ class TelegramNotifier:
                     return delivered
                 delivered += outcome
         return delivered
+
+    def backlog(self) -> int:
+        """Messages of this process's bots still waiting to be sent."""
+        return self._store.count_pending(self._bots)
 
     async def _deliver(  # noqa: PLR0911 - one return per Telegram outcome reads clearer than a state machine
         self, message: OutboxMessage, deadline: float | None

@@ -167,13 +167,10 @@ class Runner:
         self._live = start is None
         if start is not None:
             self._clock_set(start)
-        recovered = self._store.count_pending()
-        if recovered:
-            self._events.emit(
-                EventType.STATE_RECOVERED,
-                pending_messages=recovered,
-                open_signals=len(self._store.open_signals()),
-            )
+        names = tuple(bot.name for bot in self._bots)
+        pending, still_open = self._notifier.backlog(), len(self._store.open_signals(names))
+        if pending or still_open:
+            self._events.emit(EventType.STATE_RECOVERED, pending_messages=pending, open_signals=still_open)
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
         try:
             await self._cycle()
@@ -221,15 +218,15 @@ class Runner:
         A temporary failure pauses delivery briefly; we keep trying until the deadline, because
         whatever is still queued then waits for the next start.
         """
-        while self._store.count_pending() and time.monotonic() < deadline:
+        while self._notifier.backlog() and time.monotonic() < deadline:
             try:
                 await self._notifier.deliver_pending(deadline)
             except FleetError as exc:
                 log.error("final delivery stopped", error=str(exc))
                 break
-            if self._store.count_pending():
+            if self._notifier.backlog():
                 await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        return self._store.count_pending()
+        return self._notifier.backlog()
 
     # -- one cycle ------------------------------------------------------------------------------
 
@@ -417,5 +414,5 @@ class Runner:
             uptime_s=round(time.monotonic() - self._started_monotonic, 1),
             cycles=self.cycles,
             open_signals=open_by_bot,
-            pending_messages=self._store.count_pending(),
+            pending_messages=self._notifier.backlog(),
         )

@@ -22,7 +22,7 @@ import enum
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,14 +321,24 @@ class Store:
 
     # -- the outbox -----------------------------------------------------------------------------
 
-    def pending_messages(self, limit: int = 100) -> list[OutboxMessage]:
-        """Unsent messages in the order they were queued, each with the message id to reply to."""
+    def pending_messages(
+        self, bots: Iterable[str], *, after_id: int = 0, limit: int = 100
+    ) -> list[OutboxMessage]:
+        """Unsent messages of ``bots`` (with outbox id > ``after_id``) in queue order, each with the
+        Telegram message id to reply to.
+
+        Each process delivers only its own bots' messages: with one process per bot under systemd,
+        two processes never send the same row.
+        """
+        names = sorted(set(bots))
+        marks = ",".join("?" * len(names))
         rows = self._db.execute(
-            """SELECT o.*, (SELECT s.message_id FROM outbox s
-                            WHERE s.signal_id = o.signal_id AND s.kind = 'signal' AND s.status = 'sent')
-                           AS reply_to
-               FROM outbox o WHERE o.status = 'pending' ORDER BY o.id LIMIT ?""",
-            (limit,),
+            f"""SELECT o.*, (SELECT s.message_id FROM outbox s
+                             WHERE s.signal_id = o.signal_id AND s.kind = 'signal' AND s.status = 'sent')
+                            AS reply_to
+                FROM outbox o WHERE o.status = 'pending' AND o.id > ? AND o.bot IN ({marks})
+                ORDER BY o.id LIMIT ?""",  # noqa: S608 - only '?' placeholders are interpolated
+            (after_id, *names, limit),
         ).fetchall()
         return [
             OutboxMessage(
@@ -344,9 +354,19 @@ class Store:
             for r in rows
         ]
 
-    def count_pending(self) -> int:
-        """Number of messages still waiting to be sent."""
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+    def count_pending(self, bots: Iterable[str] | None = None, *, after_id: int = 0) -> int:
+        """Number of messages still waiting to be sent (of ``bots`` and after ``after_id`` when given)."""
+        if bots is None:
+            query = "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND id > ?"
+            return int(self._db.execute(query, (after_id,)).fetchone()[0])
+        names = sorted(set(bots))
+        marks = ",".join("?" * len(names))
+        query = f"SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND id > ? AND bot IN ({marks})"  # noqa: S608
+        return int(self._db.execute(query, (after_id, *names)).fetchone()[0])
+
+    def last_outbox_id(self) -> int:
+        """The newest outbox id (0 when empty)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0])
 
     def mark_sent(self, message_id: int, telegram_message_id: int | None, now_ms: int) -> None:
         """Record a delivered message with Telegram's message id (None in dry-run)."""

@@ -207,8 +207,8 @@ class MexcSource:
             batch: list[list[Any]] = await self._call(kind, what, fetch_page)
             for row in batch:
                 by_ts[int(row[0])] = row
-            if len(batch) < page:
-                break
+            if len(batch) < page or int(batch[-1][0]) + period <= cursor:
+                break  # the last page, or an exchange that ignored `since` (never loop on one page)
             cursor = int(batch[-1][0]) + period
         return [by_ts[ts] for ts in sorted(by_ts)]
 

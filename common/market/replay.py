@@ -5,8 +5,9 @@ File names are ``BASE_QUOTE-TIMEFRAME.csv`` or ``.csv.gz`` with the header
 ``BTC/USDT:USDT`` reads the same ``BTC_USDT-...`` name: the folder decides the venue.
 
 When the exact timeframe has no file, the finest file whose timeframe divides it is aggregated
-(e.g. 15m -> 1h), dropping a last group that is incomplete. At any simulated time the source serves
-exactly the candles whose close time has passed, as the live source does.
+(e.g. 15m -> 1h), dropping an incomplete first or last group (weeks start on Monday). At any
+simulated time the source serves exactly the candles whose close time has passed, as the live
+source does.
 """
 
 from __future__ import annotations
@@ -72,16 +73,22 @@ def read_ohlcv_file(path: Path, symbol: str, timeframe: str) -> Candles:
 
 
 def aggregate(candles: Candles, timeframe: str) -> Candles:
-    """Aggregate ``candles`` into the coarser ``timeframe``; a last incomplete group is dropped."""
+    """Aggregate ``candles`` into the coarser ``timeframe``; an incomplete first or last group is dropped."""
     source_ms, target_ms = candles.period_ms, timeframe_ms(timeframe)
     if target_ms % source_ms:
         raise DataError(f"cannot build {timeframe} candles from {candles.timeframe} candles")
-    groups = candles.ts - candles.ts % target_ms
+    # Weeks start on Monday 00:00 UTC (1970-01-05), as on exchanges, not on the epoch's Thursday.
+    offset = 4 * 86_400_000 if timeframe == "1w" else 0
+    groups = candles.ts - (candles.ts - offset) % target_ms
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
     counts = np.diff(np.r_[starts, len(candles)])
     ends = starts + counts - 1
+    # A first group that starts mid-period (data beginning at 00:30 for 1h) and a last one that is
+    # still forming are incomplete: neither is a candle the exchange would show.
     if counts.size and counts[-1] < target_ms // source_ms:
-        starts, ends = starts[:-1], ends[:-1]
+        starts, ends, counts = starts[:-1], ends[:-1], counts[:-1]
+    if counts.size and counts[0] < target_ms // source_ms:
+        starts, ends = starts[1:], ends[1:]
     if starts.size == 0:
         raise DataError(
             f"{candles.symbol}: not one complete {timeframe} candle in the {candles.timeframe} data"
