@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from decimal import Decimal
 
 from common.clock import utc_text
 from common.store import Outcome
@@ -28,7 +29,9 @@ def format_price(value: float, tick_size: float | None = None) -> str:
     without float noise such as 0.30000000000000004.
     """
     if tick_size is not None and tick_size > 0:
-        decimals = max(0, -math.floor(math.log10(tick_size) + 1e-9))
+        # As many decimals as the tick itself has: 0.01 -> 2, 0.25 -> 2, 5 -> 0.
+        exponent = Decimal(repr(tick_size)).normalize().as_tuple().exponent
+        decimals = max(0, -int(exponent))
     else:
         magnitude = math.floor(math.log10(abs(value))) if value else 0
         decimals = max(2, 5 - magnitude)

@@ -147,6 +147,7 @@ class Store:
         self.path = state_dir / "signals.sqlite3"
         # Create the file 0600 ourselves: sqlite3 would create it with the process umask.
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        self.path.chmod(0o600)  # an older file may have been created with looser permissions
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

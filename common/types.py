@@ -61,7 +61,8 @@ class Direction(enum.StrEnum):
 
 
 def _readonly(values: npt.ArrayLike, dtype: type[np.generic], name: str) -> Any:
-    array = np.ascontiguousarray(values, dtype=dtype)
+    # A view, so that freezing it never freezes the caller's own array.
+    array = np.ascontiguousarray(values, dtype=dtype).view()
     if array.ndim != 1:
         raise ValueError(f"candles.{name} must be one-dimensional, got shape {array.shape}")
     array.setflags(write=False)
