@@ -230,9 +230,8 @@ class EventLog:
             if day is None or day >= oldest_kept:
                 continue
             try:
-                path.unlink()
-            except FileNotFoundError:
-                pass  # another bot process pruned it first
+                # missing_ok: another bot process may have pruned it first.
+                path.unlink(missing_ok=True)
             except OSError as error:
                 _log.error("event_log_prune_failed", path=str(path), error=str(error))
             else:

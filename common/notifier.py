@@ -89,8 +89,9 @@ class ConsoleNotifier:
         while batch := self._store.pending_messages(self._bots, after_id=self._after_id):
             for message in batch:
                 label = "alert" if message.kind == "signal" else "result"
-                print(f"──── {message.bot} · {label} (dry-run) ────", file=self._stream)
-                print(html_to_plain(message.text), file=self._stream)
+                # The dry-run's product is this console text (stdout), not a log line.
+                self._stream.write(f"──── {message.bot} · {label} (dry-run) ────\n")
+                self._stream.write(html_to_plain(message.text) + "\n")
                 self._store.mark_sent(message.id, None, self._clock.now_ms())
                 delivered += 1
         self._stream.flush()

@@ -50,7 +50,7 @@ def override_api_host(urls: Any, base_url: str) -> Any:
 
     MEXC's REST endpoints live on several hosts (api.mexc.com for spot v3 and contracts,
     www.mexc.com for the old v2 API); ``MEXC_API_BASE_URL`` points all of them at one server,
-    keeping each path, so a self-hosted proxy or the tests' fake server sees ccxt's real requests.
+    keeping each path, so a self-hosted proxy or the tests' fake server sees ccxt's real calls.
     """
     base = base_url.rstrip("/")
     if isinstance(urls, dict):
