@@ -9,13 +9,12 @@ so the numbers are reproducible either way.
 from __future__ import annotations
 
 import gzip
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from bench.timing import best_of
 from common.types import Candles, Direction, Setup
 from tp_sl_calculator import RiskSettings, calculate_levels
 from volume_profile import calculate_volume_profile
@@ -93,16 +92,6 @@ def reference_profile(
             highest += 1
             accumulated += above
     return row_volume, poc, (lowest, highest)
-
-
-def best_of(function: Callable[[], object], repeats: int) -> float:
-    """Fastest of ``repeats`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run() -> list[tuple[str, float, str]]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from bench.timing import best_of
 from bots.base import MarketData
 from bots.psar_bot import PsarBot, PsarParams
 from common.clock import SimulatedClock
@@ -43,16 +43,6 @@ def load_series() -> tuple[Candles, str]:
         candles = read_ohlcv_file(SAMPLE_SERIES, "BTC/USDT", "15m")
         origin = "data/sample BTC_USDT-15m"
     return candles.tail(SCAN_CANDLES), origin
-
-
-def best_of(function: Callable[[], object], repeats: int) -> float:
-    """Fastest of ``repeats`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 async def _replay_timings(lookback: int) -> tuple[float, float]:
