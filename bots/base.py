@@ -15,6 +15,8 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from common.market import ExtrasNeed
+from common.market.extras import BookTop, FundingRates, Ticker24h, Trades
 from common.types import Candles, Setup
 
 
@@ -26,18 +28,39 @@ class StrategyParams(BaseModel):
 
 @dataclass(frozen=True)
 class DataNeeds:
-    """What a strategy needs from the market source besides its own timeframe."""
+    """What a strategy needs from the market source besides its own timeframe.
+
+    ``lookback`` closed candles of the bot's timeframe (enough to warm up its indicators), the
+    same number of each extra timeframe unless ``extra_lookback`` says otherwise, and ``extras``
+    beyond candles (funding, trades, order book, ticker) for each symbol.
+    """
 
     lookback: int
     extra_timeframes: tuple[str, ...] = ()
+    extra_lookback: int | None = None
+    extras: ExtrasNeed = field(default_factory=ExtrasNeed)
+
+    def lookback_for(self, timeframe: str, own_timeframe: str) -> int:
+        """How many candles of ``timeframe`` the scan reads."""
+        if timeframe == own_timeframe or self.extra_lookback is None:
+            return self.lookback
+        return self.extra_lookback
 
 
 @dataclass(frozen=True)
 class MarketData:
-    """Closed market data of one symbol, as of one moment, handed to ``scan``."""
+    """Closed market data of one symbol, as of one moment, handed to ``scan``.
+
+    The extras are None unless ``DataNeeds.extras`` asked for them (and the order book is None in
+    replay, which has none); live they are as of the cycle, in replay as of the simulated now.
+    """
 
     candles: Candles
     other_timeframes: Mapping[str, Candles] = field(default_factory=dict)
+    funding: FundingRates | None = None
+    trades: Trades | None = None
+    book: BookTop | None = None
+    ticker: Ticker24h | None = None
 
 
 P = TypeVar("P", bound=StrategyParams)

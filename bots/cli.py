@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--all", action="store_true", help="every enabled bot in one process")
     run.add_argument("--once", action="store_true", help="one cycle on the current closed candles, then exit")
     run.add_argument("--dry-run", action="store_true", help="print alerts to the console instead of Telegram")
-    run.add_argument("--source", default="mexc", help="mexc (live, default) or replay:DIR (history files)")
+    run.add_argument(
+        "--source", default="mexc", help="mexc (live, default) or replay:DIR[,DIR...] (history files)"
+    )
     run.add_argument(
         "--log-level",
         default="INFO",
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 @dataclass(frozen=True)
 class _RunPlan:
     bots: list[BotRuntime]
-    replay_dir: Path | None
+    replay_dirs: list[Path] | None
     dry_run: bool
 
 
@@ -122,11 +124,12 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
     if not names:
         raise ConfigError(f"{config.path}: no bot is enabled")
     source: str = args.source
-    replay_dir = None
-    if source.startswith("replay:") and source != "replay:":
-        replay_dir = Path(source.removeprefix("replay:"))
+    replay_dirs = None
+    if source.startswith("replay:") and source.removeprefix("replay:").strip(","):
+        # Several folders, comma-separated: candles, funding and trades may live apart.
+        replay_dirs = [Path(part) for part in source.removeprefix("replay:").split(",") if part]
     elif source != "mexc":
-        raise ConfigError(f"run: --source {source!r}: use mexc or replay:DIR")
+        raise ConfigError(f"run: --source {source!r}: use mexc or replay:DIR[,DIR...]")
     bots = []
     for name in names:
         strategy: Strategy[Any] = REGISTRY[name]
@@ -135,8 +138,8 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
             BotRuntime(settings=bot_settings, strategy=strategy, needs=strategy.needs(bot_settings.params))
         )
     # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
-    dry_run = args.dry_run or replay_dir is not None or settings.telegram_token is None
-    return _RunPlan(bots=bots, replay_dir=replay_dir, dry_run=dry_run)
+    dry_run = args.dry_run or replay_dirs is not None or settings.telegram_token is None
+    return _RunPlan(bots=bots, replay_dirs=replay_dirs, dry_run=dry_run)
 
 
 def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
@@ -146,7 +149,7 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
         print(f"error: {exc}", file=sys.stderr)
         return 2
     process_name = "fleet" if args.all else "-".join(bot.name for bot in plan.bots)
-    if plan.replay_dir is not None:
+    if plan.replay_dirs is not None:
         process_name = f"replay-{process_name}"
     configure_logging(
         log_dir=settings.log_dir,
@@ -171,9 +174,9 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
 async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once: bool) -> int:
     clock: Clock
     source: MarketSource
-    if plan.replay_dir is not None:
+    if plan.replay_dirs is not None:
         simulated = SimulatedClock(0)
-        clock, source = simulated, ReplaySource(plan.replay_dir, simulated)
+        clock, source = simulated, ReplaySource(plan.replay_dirs, simulated)
     else:
         clock = WallClock()
         key, secret = settings.mexc_api_key, settings.mexc_api_secret
@@ -186,7 +189,7 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         )
     # A replay keeps its own store and events: its signals must never be tracked, counted by the
     # gate or reported as results by a live run sharing the same directories.
-    replay = plan.replay_dir is not None
+    replay = plan.replay_dirs is not None
     store = Store(settings.state_dir / "replay" if replay else settings.state_dir)
     events = EventLog(
         settings.log_dir / ("replay-events" if replay else "events"), clock, secrets=settings.secrets()
@@ -207,16 +210,16 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         events=events,
         config=config,
         stop=stop,
-        close_delay_ms=0 if plan.replay_dir else round(config.exchange.candle_close_delay_s * 1000),
+        close_delay_ms=0 if plan.replay_dirs else round(config.exchange.candle_close_delay_s * 1000),
     )
     try:
-        await runner.prepare()
+        await runner.prepare(wait_for_source=not once)
         if not runner.bots:
             raise FleetError("no bot can run (see the errors above)")
         await _run_until_stopped(
             runner, stop, once=once, limit_s=config.runner.shutdown_timeout_s, events=events
         )
-        if plan.replay_dir is not None:
+        if plan.replay_dirs is not None:
             print(summary_table(store.all_signals()))
         return 0
     except NotifyError:

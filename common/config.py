@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,8 @@ class ExchangeSettings(_Strict):
     retry_attempts: int = Field(3, ge=1, le=10)
     breaker_failures: int = Field(5, ge=1, le=100)
     breaker_reset_s: float = Field(60.0, gt=0, le=3_600)
+    # MEXC allows about 20 requests per second per IP; one process stays at half of that.
+    requests_per_second: float = Field(10.0, gt=0, le=20)
 
 
 class TelegramSettings(_Strict):
@@ -60,11 +62,50 @@ class RunnerSettings(_Strict):
     status_interval_s: float = Field(300.0, gt=0)
 
 
+def _check_unified(symbol: str) -> str:
+    base, sep, rest = symbol.partition("/")
+    if not base or not sep or not rest or symbol != symbol.strip():
+        raise ValueError(f"symbol {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
+    return symbol
+
+
+class SymbolEntry(_Strict):
+    """A symbol with its own settings: ``{"symbol": "ETH/USDT", "market": "swap", "risk": {...}}``."""
+
+    symbol: str
+    market: Literal["spot", "swap"] | None = None
+    risk: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("symbol")
+    @classmethod
+    def _unified(cls, value: str) -> str:
+        return _check_unified(value)
+
+
+def resolve_symbol(symbol: str, market: str | None, default_market: str) -> str:
+    """The ccxt unified symbol of ``symbol`` on ``market``: 'BTC/USDT' on swap is 'BTC/USDT:USDT'.
+
+    A symbol that names its settle currency (``BTC/USDT:USDT``) is a swap whatever the default;
+    an explicit ``market: spot`` for it is a contradiction and raises ``ValueError``.
+    """
+    if ":" in symbol:
+        if market == "spot":
+            raise ValueError(f"symbol {symbol!r} is a perpetual swap but market is spot")
+        return symbol
+    if (market or default_market) == "swap":
+        return f"{symbol}:{symbol.partition('/')[2]}"
+    return symbol
+
+
 class BotEntry(_Strict):
-    """One bot's section under ``bots``. Only ``symbols`` has no default."""
+    """One bot's section under ``bots``. Only ``symbols`` has no default.
+
+    A symbol is a plain string (its market is the exchange section's ``default_market``) or a
+    :class:`SymbolEntry` choosing its market and overriding the bot's risk settings.
+    """
 
     enabled: bool = True
-    symbols: list[str] = Field(min_length=1)
+    symbols: list[SymbolEntry] = Field(min_length=1)
     timeframe: str = "1h"
     cooldown_minutes: float = Field(60.0, ge=0)
     max_open_signals: int = Field(5, ge=1, le=1_000)
@@ -79,17 +120,12 @@ class BotEntry(_Strict):
             raise ValueError(f"timeframe must be one of {', '.join(MEXC_TIMEFRAMES)}")
         return value
 
-    @field_validator("symbols")
+    @field_validator("symbols", mode="before")
     @classmethod
-    def _unified_symbols(cls, values: list[str]) -> list[str]:
-        for symbol in values:
-            base, sep, rest = symbol.partition("/")
-            if not base or not sep or not rest or symbol != symbol.strip():
-                raise ValueError(
-                    f"symbol {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT"
-                )
-        if len(set(values)) != len(values):
-            raise ValueError("symbols must not repeat")
+    def _plain_symbols(cls, values: Any) -> Any:
+        # A plain string is the short form of {"symbol": ...}; errors then point at symbols[i].symbol.
+        if isinstance(values, list):
+            return [{"symbol": value} if isinstance(value, str) else value for value in values]
         return values
 
 
@@ -110,13 +146,18 @@ class BotSettings:
 
     name: str
     enabled: bool
-    symbols: tuple[str, ...]
+    symbols: tuple[str, ...]  # ccxt unified symbols, swaps with their settle currency
     timeframe: str
     cooldown_ms: int
     max_open_signals: int
     timeout_ms: int
     params: BaseModel
     risk: RiskSettings
+    symbol_risk: Mapping[str, RiskSettings] = field(default_factory=dict)
+
+    def risk_for(self, symbol: str) -> RiskSettings:
+        """The risk settings for one symbol: global defaults, then the bot's, then the symbol's."""
+        return self.symbol_risk.get(symbol, self.risk)
 
 
 @dataclass(frozen=True)
@@ -130,6 +171,21 @@ class FleetConfig:
     runner: RunnerSettings
     risk: RiskSettings
     bots: Mapping[str, BotSettings]
+
+    @classmethod
+    def defaults(
+        cls, bots: Mapping[str, BotSettings] | None = None, path: Path = Path("global_config.json")
+    ) -> FleetConfig:
+        """Every section at its default, with ``bots`` built in code (tests, benchmarks, scripts)."""
+        return cls(
+            path=path,
+            exchange=ExchangeSettings(),
+            telegram=TelegramSettings(),
+            tracking=TrackingSettings(),
+            runner=RunnerSettings(),
+            risk=RiskSettings(),
+            bots=dict(bots or {}),
+        )
 
 
 def _json_path(loc: Sequence[int | str]) -> str:
@@ -193,17 +249,19 @@ def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> Flee
             risk = risk_defaults.merged(entry.risk)
         except ValidationError as exc:
             raise _one_line(path, exc, ("bots", name, "risk")) from None
+        symbols, symbol_risk = _resolve_symbols(path, name, entry, risk, parsed.exchange.default_market)
         timeout_hours = entry.timeout_hours or parsed.tracking.timeout_hours
         bots[name] = BotSettings(
             name=name,
             enabled=entry.enabled,
-            symbols=tuple(entry.symbols),
+            symbols=symbols,
             timeframe=entry.timeframe,
             cooldown_ms=round(entry.cooldown_minutes * 60_000),
             max_open_signals=entry.max_open_signals,
             timeout_ms=round(timeout_hours * 3_600_000),
             params=params,
             risk=risk,
+            symbol_risk=symbol_risk,
         )
     return FleetConfig(
         path=path,
@@ -214,6 +272,34 @@ def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> Flee
         risk=risk_defaults,
         bots=bots,
     )
+
+
+def _resolve_symbols(
+    path: Path, bot: str, entry: BotEntry, bot_risk: RiskSettings, default_market: str
+) -> tuple[tuple[str, ...], dict[str, RiskSettings]]:
+    """Unified symbols of one bot, in order, and the risk settings of those that override it."""
+    symbols: list[str] = []
+    symbol_risk: dict[str, RiskSettings] = {}
+    for index, item in enumerate(entry.symbols):
+        where = _json_path(("bots", bot, "symbols", index))
+        try:
+            resolved = resolve_symbol(item.symbol, item.market, default_market)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {where} = {json.dumps(item.symbol)}: {exc}") from None
+        if entry.timeframe == "8h" and ":" not in resolved:
+            raise ConfigError(
+                f"{path}: {where} = {json.dumps(item.symbol)}: MEXC spot has no 8h candles "
+                f'(use {{"symbol": "{item.symbol}", "market": "swap"}} or another timeframe)'
+            )
+        if resolved in symbols:
+            raise ConfigError(f"{path}: {where} = {json.dumps(item.symbol)}: {resolved} is listed twice")
+        symbols.append(resolved)
+        if item.risk:
+            try:
+                symbol_risk[resolved] = bot_risk.merged(item.risk)
+            except ValidationError as exc:
+                raise _one_line(path, exc, ("bots", bot, "symbols", index, "risk")) from None
+    return tuple(symbols), symbol_risk
 
 
 def _secret(environ: Mapping[str, str], name: str) -> SecretStr | None:

@@ -31,14 +31,14 @@ from bots.base import DataNeeds, MarketData, Strategy
 from common.cards import result_message, signal_card
 from common.clock import Clock
 from common.config import BotSettings, FleetConfig
-from common.errors import FleetError
+from common.errors import CircuitOpen, FleetError, TemporaryError
 from common.events import EventLog, EventType
 from common.logging_config import get_logger, new_correlation_id
-from common.market import MarketSource, SeriesKey
+from common.market import ExtrasNeed, MarketSource, SeriesKey, SymbolExtras
 from common.notifier import Notifier
 from common.store import GateRules, GateVerdict, Store
 from common.tracker import track
-from common.types import Candles, Setup, Signal, timeframe_ms
+from common.types import Candles, Setup, Signal, candle_open_ms, timeframe_ms
 from tp_sl_calculator import LevelsRejected, calculate_levels
 
 log = get_logger(__name__)
@@ -47,6 +47,9 @@ log = get_logger(__name__)
 STALE_RETRY_MS = 5_000
 #: How many times to look again for one late candle before waiting for the next close.
 STALE_RETRIES = 3
+#: Pauses between attempts to reach an exchange that is down at start (doubling up to the max).
+OPEN_RETRY_FIRST_S = 5.0
+OPEN_RETRY_MAX_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,7 @@ def signal_id(bot: str, symbol: str, timeframe: str, bar_ts: int, direction: str
 
 def next_close_ms(now_ms: int, timeframe: str) -> int:
     """The first candle close of ``timeframe`` strictly after ``now_ms`` (weeks start on Monday)."""
-    period = timeframe_ms(timeframe)
-    offset = 4 * 86_400_000 if timeframe == "1w" else 0  # 1970-01-05, the first Monday after the epoch
-    return ((now_ms - offset) // period + 1) * period + offset
+    return candle_open_ms(now_ms, timeframe) + timeframe_ms(timeframe)
 
 
 @dataclass
@@ -116,6 +117,8 @@ class Runner:
         self._stop = stop
         self._close_delay_ms = close_delay_ms
         self._series: dict[SeriesKey, _SeriesState] = {}
+        # Per symbol, the extras (funding, trades, book, ticker) its bots need, merged.
+        self._extras_need: dict[str, ExtrasNeed] = {}
         self._wake_delivery = asyncio.Event()
         self._started_monotonic = time.monotonic()
         self._last_status_ms: int | None = None
@@ -124,10 +127,22 @@ class Runner:
 
     # -- start ----------------------------------------------------------------------------------
 
-    async def prepare(self) -> list[str]:
-        """Open the source and the notifier; drop what cannot run. Returns the one-line problems."""
+    async def prepare(self, *, wait_for_source: bool = False) -> list[str]:
+        """Open the source and the notifier; drop what cannot run. Returns the one-line problems.
+
+        With ``wait_for_source`` (a long-running fleet) an exchange that is down at start is tried
+        again with growing pauses until it answers or the fleet is stopped, instead of exiting
+        into a restart loop; a one-off run gives up with the error.
+        """
         wanted = {key for bot in self._bots for symbol in bot.settings.symbols for key in bot.series(symbol)}
-        problems_by_symbol = await self._source.open(sorted(wanted, key=lambda k: (k.symbol, k.timeframe)))
+        keys = sorted(wanted, key=lambda k: (k.symbol, k.timeframe))
+        for bot in self._bots:
+            if bot.needs.extras:
+                for symbol in bot.settings.symbols:
+                    self._extras_need[symbol] = self._extras_need.get(symbol, ExtrasNeed()).merged(
+                        bot.needs.extras
+                    )
+        problems_by_symbol = await self._open_source(keys, wait=wait_for_source)
         problems = [
             f"{symbol}: {text}" if not text.startswith(("symbol", symbol)) else text
             for symbol, text in problems_by_symbol.items()
@@ -145,14 +160,32 @@ class Runner:
             runnable.append(bot)
             for symbol in symbols:
                 for key in bot.series(symbol):
-                    state = self._series.setdefault(key, _SeriesState(lookback=bot.needs.lookback))
-                    state.lookback = max(state.lookback, bot.needs.lookback)
+                    lookback = bot.needs.lookback_for(key.timeframe, bot.settings.timeframe)
+                    state = self._series.setdefault(key, _SeriesState(lookback=lookback))
+                    state.lookback = max(state.lookback, lookback)
                 state = self._series[bot.series(symbol)[0]]
                 state.bots.append((bot, symbol))
         self._bots = runnable
         for problem in problems:
             log.error(problem)
         return problems
+
+    async def _open_source(self, keys: list[SeriesKey], *, wait: bool) -> dict[str, str]:
+        pause_s = OPEN_RETRY_FIRST_S
+        while True:
+            try:
+                return await self._source.open(keys, self._extras_need)
+            except TemporaryError as exc:
+                if not wait or self._stop.is_set():
+                    raise
+                log.warning("market source unavailable at start; trying again", error=str(exc), in_s=pause_s)
+            try:
+                async with asyncio.timeout(pause_s):
+                    await self._stop.wait()
+            except TimeoutError:
+                pause_s = min(pause_s * 2, OPEN_RETRY_MAX_S)
+                continue
+            raise FleetError("stopped before the market source became available")
 
     @property
     def bots(self) -> list[BotRuntime]:
@@ -238,8 +271,9 @@ class Runner:
             now = self._clock.now_ms()
             due = [key for key, state in self._series.items() if self._is_due(key, state, now)]
             fetched = await self._fetch(due)
+            extras = await self._fetch_extras(fetched)
             for key in fetched:
-                self._scan_series(key, now)
+                self._scan_series(key, now, extras)
             self._track(fetched)
             self._wake_delivery.set()
             self.cycles += 1
@@ -260,13 +294,12 @@ class Runner:
             return_exceptions=True,
         )
         fresh: list[SeriesKey] = []
+        skipped: dict[SeriesKey, FleetError] = {}
         now = self._clock.now_ms()
         for key, result in zip(keys, results, strict=True):
             state = self._series[key]
             if isinstance(result, FleetError):
-                log.warning(
-                    "series skipped this cycle", symbol=key.symbol, timeframe=key.timeframe, error=str(result)
-                )
+                skipped[key] = result
                 continue
             if isinstance(result, BaseException):
                 log.error(
@@ -286,9 +319,66 @@ class Runner:
             else:
                 state.stale_retries = 0
             fresh.append(key)
+        self._report_skipped(skipped)
         return fresh
 
-    def _scan_series(self, key: SeriesKey, now: int) -> None:
+    async def _fetch_extras(self, fetched: list[SeriesKey]) -> dict[str, SymbolExtras]:
+        """Extras of every symbol about to be scanned by a bot that needs them, once per symbol.
+
+        A symbol whose extras fail is reported with the skipped series; its bots that need extras
+        wait for the next close, the others scan as usual.
+        """
+        symbols: list[str] = []
+        for key in fetched:
+            state = self._series[key]
+            if (
+                state.candles is None
+                or len(state.candles) == 0
+                or state.candles.ts[-1] <= state.last_scanned_ts
+            ):
+                continue
+            symbols.extend(symbol for bot, symbol in state.bots if bot.needs.extras)
+        wanted = list(dict.fromkeys(symbols))
+        results = await asyncio.gather(
+            *(self._source.extras(symbol, self._extras_need[symbol]) for symbol in wanted),
+            return_exceptions=True,
+        )
+        extras: dict[str, SymbolExtras] = {}
+        skipped: dict[SeriesKey, FleetError] = {}
+        for symbol, result in zip(wanted, results, strict=True):
+            if isinstance(result, SymbolExtras):
+                extras[symbol] = result
+            elif isinstance(result, FleetError):
+                skipped[SeriesKey(symbol, "extras")] = result
+            else:
+                log.error(
+                    "extras fetch crashed",
+                    symbol=symbol,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
+        self._report_skipped(skipped)
+        return extras
+
+    @staticmethod
+    def _report_skipped(skipped: dict[SeriesKey, FleetError]) -> None:
+        """One line per cycle for the series that could not be fetched, never one per series.
+
+        While a circuit breaker is open the breaker has already warned once; the skipped cycles
+        are then logged at info level, so an outage does not flood the log.
+        """
+        if not skipped:
+            return
+        names = [f"{key.symbol} {key.timeframe}" for key in skipped]
+        first = next(iter(skipped.values()))
+        breaker_open = all(isinstance(error, CircuitOpen) for error in skipped.values())
+        (log.info if breaker_open else log.warning)(
+            "series skipped this cycle",
+            count=len(names),
+            series=names[:10],
+            error=str(first),
+        )
+
+    def _scan_series(self, key: SeriesKey, now: int, extras: dict[str, SymbolExtras]) -> None:
         state = self._series[key]
         candles = state.candles
         if candles is None or len(candles) == 0 or int(candles.ts[-1]) <= state.last_scanned_ts:
@@ -300,7 +390,17 @@ class Runner:
                 extra_candles = self._series[SeriesKey(symbol, extra)].candles
                 if extra_candles is not None:
                     others[extra] = extra_candles
-            data = MarketData(candles=candles, other_timeframes=others)
+            if bot.needs.extras and symbol not in extras:
+                continue  # its extras failed this cycle (reported); it scans at the next close
+            got = extras.get(symbol, SymbolExtras())
+            data = MarketData(
+                candles=candles,
+                other_timeframes=others,
+                funding=got.funding,
+                trades=got.trades,
+                book=got.book,
+                ticker=got.ticker,
+            )
             structlog.contextvars.bind_contextvars(bot=bot.name)
             try:
                 setups = bot.strategy.scan(data, bot.settings.params)
@@ -317,7 +417,7 @@ class Runner:
         tick = self._source.market(symbol).tick_size
         settings = bot.settings
         try:
-            levels = calculate_levels(setup, settings.risk, tick)
+            levels = calculate_levels(setup, settings.risk_for(symbol), tick)
         except LevelsRejected as exc:
             self._events.emit(
                 EventType.SIGNAL_REJECTED,

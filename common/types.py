@@ -38,6 +38,21 @@ def timeframe_ms(timeframe: str) -> int:
     return count * _TIMEFRAME_UNITS_MS[timeframe[-1]]
 
 
+def timeframe_offset_ms(timeframe: str) -> int:
+    """Where the candle grid of ``timeframe`` starts relative to the epoch.
+
+    Weekly candles open on Monday 00:00 UTC (1970-01-05, four days after the epoch's Thursday),
+    as on MEXC and every major exchange; every shorter timeframe's grid starts at the epoch.
+    """
+    return 4 * 86_400_000 if timeframe.endswith("w") else 0
+
+
+def candle_open_ms(when_ms: int, timeframe: str) -> int:
+    """Open time of the ``timeframe`` candle that contains the moment ``when_ms``."""
+    period, offset = timeframe_ms(timeframe), timeframe_offset_ms(timeframe)
+    return (when_ms - offset) // period * period + offset
+
+
 class Direction(enum.StrEnum):
     """The side of a setup. Only two exist; 'neutral' is the absence of a setup."""
 

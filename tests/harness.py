@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
+from common.clock import Clock
+from common.config import BotSettings, FleetConfig
+from common.events import EventLog
+from common.market import MarketSource
+from common.notifier import ConsoleNotifier
+from common.runner import BotRuntime, Runner
+from common.store import Store
 from tests.fakes.csvdata import OhlcvArrays, load_ohlcv_csv
 from tests.fakes.mexc import FakeMexc, shift_to_now
+from tp_sl_calculator import RiskSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -137,3 +148,36 @@ def serve_until(
         candles.volume[:end],
     )
     return ts
+
+
+def bot_runtime(strategy: Any, timeframe: str, symbols: Sequence[str], params: BaseModel) -> BotRuntime:
+    """A BotRuntime for a strategy built in a test (defaults for everything but what is given)."""
+    settings = BotSettings(
+        name=strategy.name,
+        enabled=True,
+        symbols=tuple(symbols),
+        timeframe=timeframe,
+        cooldown_ms=0,
+        max_open_signals=5,
+        timeout_ms=86_400_000,
+        params=params,
+        risk=RiskSettings(),
+    )
+    return BotRuntime(settings=settings, strategy=strategy, needs=strategy.needs(params))
+
+
+def in_process_runner(
+    tmp_path: Path, bots: list[BotRuntime], source: MarketSource, clock: Clock, stop: asyncio.Event
+) -> Runner:
+    """The real Runner over ``source``, with a store, event log and a console notifier into a buffer."""
+    store = Store(tmp_path / "state")
+    return Runner(
+        bots=bots,
+        source=source,
+        store=store,
+        notifier=ConsoleNotifier(store, clock, io.StringIO()),
+        clock=clock,
+        events=EventLog(tmp_path / "events", clock),
+        config=FleetConfig.defaults(),
+        stop=stop,
+    )

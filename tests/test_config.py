@@ -79,6 +79,24 @@ def test_bot_overrides_and_risk_layering(tmp_path: Path) -> None:
     assert config.risk.tp_multiples == (1.5, 2.5, 4.0)
 
 
+def test_symbols_choose_their_market_and_risk(tmp_path: Path) -> None:
+    """Plain symbols take the default market; entries choose theirs; symbol risk layers over the bot's."""
+    content = psar(
+        symbols=[
+            "BTC/USDT",
+            {"symbol": "ETH/USDT", "market": "spot", "risk": {"min_stop_pct": 0.4}},
+            "SOL/USDT:USDT",
+        ],
+        risk={"min_rr": 2.0},
+    )
+    content["exchange"] = {"default_market": "swap"}
+    bot = load_config(write_config(tmp_path, content), MODELS).bots["psar_bot"]
+    assert bot.symbols == ("BTC/USDT:USDT", "ETH/USDT", "SOL/USDT:USDT")
+    assert bot.risk_for("BTC/USDT:USDT") is bot.risk
+    eth = bot.risk_for("ETH/USDT")
+    assert (eth.min_stop_pct, eth.min_rr, bot.risk.min_stop_pct) == (0.4, 2.0, 0.2)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -105,8 +123,34 @@ def test_bot_overrides_and_risk_layering(tmp_path: Path) -> None:
         ),
         (
             psar(symbols=["BTCUSDT"]),
-            "bots.psar_bot.symbols = [\"BTCUSDT\"]: Value error, symbol 'BTCUSDT' is not a ccxt unified "
-            "symbol like BTC/USDT or BTC/USDT:USDT",
+            "bots.psar_bot.symbols[0].symbol = \"BTCUSDT\": Value error, symbol 'BTCUSDT' is not a ccxt "
+            "unified symbol like BTC/USDT or BTC/USDT:USDT",
+        ),
+        (
+            psar(symbols=["BTC/USDT", {"symbol": "ETH/USDT", "market": "futures"}]),
+            "bots.psar_bot.symbols[1].market = \"futures\": Input should be 'spot' or 'swap'",
+        ),
+        (
+            psar(symbols=[{"symbol": "BTC/USDT:USDT", "market": "spot"}]),
+            "bots.psar_bot.symbols[0] = \"BTC/USDT:USDT\": symbol 'BTC/USDT:USDT' is a perpetual swap "
+            "but market is spot",
+        ),
+        (
+            psar(symbols=["BTC/USDT:USDT", {"symbol": "BTC/USDT", "market": "swap"}]),
+            'bots.psar_bot.symbols[1] = "BTC/USDT": BTC/USDT:USDT is listed twice',
+        ),
+        (
+            psar(timeframe="8h", symbols=["BTC/USDT:USDT", "ETH/USDT"]),
+            'bots.psar_bot.symbols[1] = "ETH/USDT": MEXC spot has no 8h candles '
+            '(use {"symbol": "ETH/USDT", "market": "swap"} or another timeframe)',
+        ),
+        (
+            psar(symbols=[{"symbol": "BTC/USDT", "risk": {"min_rr": -2}}]),
+            "bots.psar_bot.symbols[0].risk.min_rr = -2: Input should be greater than or equal to 0",
+        ),
+        (
+            psar(symbols=[{"symbol": "BTC/USDT", "size": 3}]),
+            "bots.psar_bot.symbols[0].size: unknown setting (check the spelling)",
         ),
         (
             psar(params={"accel": 0.1}),
@@ -164,6 +208,12 @@ def test_bot_overrides_and_risk_layering(tmp_path: Path) -> None:
         "missing-symbols",
         "empty-symbols",
         "bad-symbol",
+        "bad-market",
+        "swap-symbol-on-spot",
+        "symbol-twice-after-resolving",
+        "8h-on-spot",
+        "bad-symbol-risk",
+        "unknown-symbol-setting",
         "unknown-param",
         "param-out-of-range",
         "param-cross-field",

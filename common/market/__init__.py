@@ -6,20 +6,31 @@ The runner talks to a :class:`MarketSource` and cannot tell live from replay. On
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from common.clock import Clock
 from common.types import Candles
 
+if TYPE_CHECKING:  # extras.py imports the replay module, which imports this package
+    from common.market.extras import BookTop, FundingRates, Ticker24h, Trades
+
 
 @dataclass(frozen=True)
 class MarketInfo:
-    """What the fleet needs to know about one market: its kind and its price tick."""
+    """What the fleet needs to know about one market: its kind, price tick and amount rules.
+
+    ``contract_size`` is the base-asset amount of one contract (1.0 on spot); amounts here are in
+    the exchange's order unit (contracts on swap), as position sizing needs them.
+    """
 
     symbol: str
     kind: str  # "spot" or "swap"
     tick_size: float | None
+    contract_size: float = 1.0
+    amount_step: float | None = None
+    min_amount: float | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,38 @@ class SeriesKey:
     timeframe: str
 
 
+@dataclass(frozen=True)
+class ExtrasNeed:
+    """Market data beyond candles that a bot reads for each of its symbols (zero / False: none)."""
+
+    funding: int = 0  # past funding settlements (perpetual swaps only)
+    trades: int = 0  # most recent public trades
+    book_depth: int = 0  # order book levels per side
+    ticker: bool = False  # 24 h statistics
+
+    def __bool__(self) -> bool:
+        return bool(self.funding or self.trades or self.book_depth or self.ticker)
+
+    def merged(self, other: ExtrasNeed) -> ExtrasNeed:
+        """The larger of two needs, field by field: what serves both bots with one fetch."""
+        return ExtrasNeed(
+            funding=max(self.funding, other.funding),
+            trades=max(self.trades, other.trades),
+            book_depth=max(self.book_depth, other.book_depth),
+            ticker=self.ticker or other.ticker,
+        )
+
+
+@dataclass(frozen=True)
+class SymbolExtras:
+    """The extras of one symbol as of one moment; a field is None when not asked for or not available."""
+
+    funding: FundingRates | None = None
+    trades: Trades | None = None
+    book: BookTop | None = None
+    ticker: Ticker24h | None = None
+
+
 class MarketSource(Protocol):
     """What the runner needs from a market source."""
 
@@ -38,12 +81,26 @@ class MarketSource(Protocol):
         """The clock this source serves candles by (wall time live, simulated in replay)."""
         ...
 
-    async def open(self, series: list[SeriesKey]) -> dict[str, str]:
-        """Prepare the source; returns {symbol: one-line problem} for symbols that cannot be served."""
+    async def open(
+        self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
+    ) -> dict[str, str]:
+        """Prepare the source; returns {symbol: one-line problem} for symbols that cannot be served.
+
+        ``extras`` says which symbols need what beyond candles, so a source that cannot provide it
+        (funding for a spot symbol, a replay without a funding file) says so at start.
+        """
         ...
 
     async def closed_candles(self, symbol: str, timeframe: str, limit: int) -> Candles:
         """The newest ``limit`` CLOSED candles of a series at the clock's time (never the forming one)."""
+        ...
+
+    async def extras(self, symbol: str, need: ExtrasNeed) -> SymbolExtras:
+        """What ``need`` asks for, as of the clock's time (replay: nothing after it).
+
+        A kind of data the source cannot have (an order book in replay) is None; a failure to get
+        what it should have raises, like ``closed_candles``.
+        """
         ...
 
     def market(self, symbol: str) -> MarketInfo:

@@ -6,9 +6,17 @@ Facts about ccxt's mexc class this module relies on (ccxt 4.5):
   with an API key and secret it also calls the signed ``GET /api/v3/capital/config/getall``
   (``fetch_currencies``); without keys it skips that call. Public market data needs no key.
 * ``fetch_ohlcv`` caps one request at 500 candles for spot and 2000 for swap; spot intervals are named
-  '60m', '4h', '1d', '1W' and swap intervals 'Min60', 'Hour4', 'Day1' (ccxt maps '1h' etc.).
-  Candle timestamps are OPEN times in ms. The newest row is the still-forming candle: we drop every
-  row whose close time (open + timeframe) is after now.
+  '60m', '4h', '1d', '1W' and swap intervals 'Min60', 'Hour4', 'Hour8', 'Day1' (ccxt maps '1h' etc.;
+  spot has no 8h). Candle timestamps are OPEN times in ms. Without ``until`` the newest row is the
+  still-forming candle, and for spot with ``since`` ccxt sets ``endTime`` from the WALL clock; we
+  always pass ``since`` and ``until`` (the newest closed candle's open time; ccxt adds 1 ms for spot's
+  exclusive endTime and sends seconds for swap), and still drop any row that has not closed.
+* Swap kline volume (``vol``) is in CONTRACTS; ccxt does not convert it. We multiply by the
+  market's ``contractSize`` so every volume in the fleet is in the base asset.
+* Rate limiting: ccxt's own throttler charges per-endpoint costs (contract/detail costs 100, which
+  stalls the next request about 5 s). We replace ``exchange.throttler`` with the process's
+  :class:`~common.ratelimit.RequestBudget`, which ``fetch2`` awaits before EVERY HTTP request
+  (``await self.throttle(cost)`` -> ``await self.throttler(cost)``), retries included.
 * Market precision is in TICK_SIZE mode: ``market['precision']['price']`` is the price tick (0.01).
 * Errors: 429 / "too frequent" -> ``RateLimitExceeded`` (a ``DDoSProtection``), 5xx ->
   ``ExchangeNotAvailable``, timeouts -> ``RequestTimeout`` (all ``NetworkError``), unknown symbols ->
@@ -17,24 +25,36 @@ Facts about ccxt's mexc class this module relies on (ccxt 4.5):
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import email.utils
 import functools
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async
-import numpy as np
 from ccxt.base import errors as ccxt_errors
 
-from common.clock import Clock
+from common.clock import Clock, utc_text
 from common.config import ExchangeSettings
 from common.errors import ExchangeError, RateLimited, TemporaryError
 from common.logging_config import get_logger
-from common.market import MarketInfo, SeriesKey
-from common.market.validate import build_candles
+from common.market import ExtrasNeed, MarketInfo, SeriesKey, SymbolExtras
+from common.market.extras import (
+    BookTop,
+    FundingRates,
+    Ticker24h,
+    Trades,
+    book_from_ccxt,
+    funding_from_ccxt,
+    ticker_from_ccxt,
+    trades_from_ccxt,
+)
+from common.market.series import fill_gaps, merge, missing_opens, newest_closed_open_ms, rows_to_candles
+from common.ratelimit import RequestBudget
 from common.resilience import CircuitBreaker, call_with_retry
 from common.types import Candles, timeframe_ms
 
@@ -43,6 +63,17 @@ log = get_logger(__name__)
 
 #: Largest number of candles one ccxt fetch_ohlcv call returns, per market kind.
 PAGE_LIMIT = {"spot": 500, "swap": 2000}
+#: Timeframes each MEXC market offers through ccxt (fixed-length ones; 1M is calendar-based).
+MARKET_TIMEFRAMES = {
+    "spot": ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w"),
+    "swap": ("1m", "5m", "15m", "30m", "1h", "4h", "8h", "1d", "1w"),
+}
+#: MEXC's page size cap for the funding history, and the most trades one request returns.
+FUNDING_PAGE = 100
+TRADES_LIMIT = {"spot": 1000, "swap": 100}
+#: Extra candles fetched before a series' first window, so a hole at its very start can be filled
+#: from the candle before it, exactly as the replay source (which has the whole file) fills it.
+FIRST_LOAD_MARGIN = 20
 
 
 def override_api_host(urls: Any, base_url: str) -> Any:
@@ -74,6 +105,25 @@ def _retry_after_seconds(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
+def reject_malformed_json(
+    status: int, reason: str, url: str, method: str, headers: Any, body: Any, *request: Any
+) -> Any:
+    """ccxt's ``on_rest_response`` hook: a body that starts like JSON but does not parse is an error.
+
+    ccxt's ``parse_json`` swallows the decoding error and hands the raw text on, and ``fetch_ohlcv``
+    then turns that text into an empty list: a truncated answer would look like "no candles".
+    Raising ``BadResponse`` here makes it a temporary error that is retried.
+    """
+    if isinstance(body, str) and body.lstrip()[:1] in ("{", "["):
+        try:
+            json.loads(body)
+        except ValueError:
+            raise ccxt_errors.BadResponse(
+                f"{method} {urlsplit(url).path}: HTTP {status} body is not valid JSON"
+            ) from None
+    return body
+
+
 def translate_ccxt_error(error: Exception, what: str, headers: Any = None) -> Exception:
     """Map a ccxt (or parsing) exception to the fleet's own tree; the message stays one line."""
     text = f"{what}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
@@ -97,7 +147,12 @@ def translate_ccxt_error(error: Exception, what: str, headers: Any = None) -> Ex
 
 
 class MexcSource:
-    """Closed candles and market info from MEXC, with retries and a circuit breaker per endpoint family."""
+    """Closed candles and market info from MEXC: cached per series, rate-budgeted, retried, breakered.
+
+    After a series' first load each call fetches only the candles that closed since the last one
+    (one request per candle close); a hole is asked for once more and then filled with a marked
+    placeholder and reported, so a strategy never sees a silently broken series.
+    """
 
     def __init__(
         self,
@@ -107,10 +162,13 @@ class MexcSource:
         api_key: str | None = None,
         api_secret: str | None = None,
         base_url: str | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.clock = clock
         self._settings = settings
         config: dict[str, Any] = {
+            # The flag makes ccxt's fetch2 await its throttler before every request; the throttler
+            # itself is replaced by our budget below.
             "enableRateLimit": True,
             "timeout": settings.timeout_ms,
             "options": {"defaultType": settings.default_market},
@@ -121,6 +179,9 @@ class MexcSource:
         self._exchange = ccxt_async.mexc(config)
         if base_url:
             self._exchange.urls["api"] = override_api_host(self._exchange.urls["api"], base_url)
+        self.budget = budget or RequestBudget("mexc", settings.requests_per_second)
+        self._exchange.throttler = self.budget
+        self._exchange.on_rest_response = reject_malformed_json
         self._breakers = {
             kind: CircuitBreaker(
                 f"mexc-{kind}",
@@ -130,6 +191,11 @@ class MexcSource:
             for kind in ("spot", "swap", "markets")
         }
         self._markets: dict[str, MarketInfo] = {}
+        # Per series: the candles kept (the newest `limit`) and the `limit` they were loaded for.
+        self._cache: dict[SeriesKey, tuple[Candles, int]] = {}
+        # Funding history per symbol (settlement time -> ccxt row) and when the next one is due.
+        self._settlements: dict[str, dict[int, dict[str, Any]]] = {}
+        self._next_settlement: dict[str, int | None] = {}
 
     async def _call(self, kind: str, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """One exchange call: translated errors, retried when temporary, through the breaker."""
@@ -138,14 +204,19 @@ class MexcSource:
             try:
                 return await operation()
             except Exception as exc:  # translate every client error where it enters
-                raise translate_ccxt_error(exc, what, self._exchange.last_response_headers) from exc
+                error = translate_ccxt_error(exc, what, self._exchange.last_response_headers)
+                if isinstance(error, RateLimited):
+                    self.budget.slow_down()
+                raise error from exc
 
         return await call_with_retry(
             lambda: self._breakers[kind].call(translated), attempts=self._settings.retry_attempts, what=what
         )
 
-    async def open(self, series: list[SeriesKey]) -> dict[str, str]:
-        """Load MEXC's markets; return a one-line problem (with close matches) for each unknown symbol."""
+    async def open(
+        self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
+    ) -> dict[str, str]:
+        """Load MEXC's markets; return a one-line problem (with close matches) for each unusable symbol."""
         markets: dict[str, Any] = await self._call("markets", "load_markets", self._exchange.load_markets)
         problems: dict[str, str] = {}
         for symbol in dict.fromkeys(key.symbol for key in series):
@@ -156,12 +227,25 @@ class MexcSource:
                 hint = f"; did you mean {', '.join(nearest)}?" if nearest else ""
                 problems[symbol] = f"symbol {symbol} {state} on MEXC{hint}"
                 continue
-            tick = (market.get("precision") or {}).get("price")
-            self._markets[symbol] = MarketInfo(
-                symbol=symbol,
-                kind="swap" if market.get("swap") else "spot",
-                tick_size=float(tick) if tick else None,
-            )
+            kind = "swap" if market.get("swap") else "spot"
+            wrong = [
+                k.timeframe
+                for k in series
+                if k.symbol == symbol and k.timeframe not in MARKET_TIMEFRAMES[kind]
+            ]
+            if wrong:
+                offered = ", ".join(MARKET_TIMEFRAMES[kind])
+                problems[symbol] = (
+                    f"symbol {symbol}: MEXC {kind} has no {wrong[0]} candles (offered: {offered})"
+                )
+                continue
+            if (extras or {}).get(symbol, ExtrasNeed()).funding and kind != "swap":
+                problems[symbol] = (
+                    f"symbol {symbol}: funding rates exist only for perpetual swaps "
+                    f'(use {{"symbol": "{symbol}", "market": "swap"}})'
+                )
+                continue
+            self._markets[symbol] = _market_info(symbol, kind, market)
         return problems
 
     def market(self, symbol: str) -> MarketInfo:
@@ -169,48 +253,149 @@ class MexcSource:
         return self._markets[symbol]
 
     async def closed_candles(self, symbol: str, timeframe: str, limit: int) -> Candles:
-        """The newest ``limit`` closed candles; the forming candle is dropped by its close time."""
+        """The newest ``limit`` closed candles: one request for what closed since the last call."""
+        key = SeriesKey(symbol, timeframe)
         info = self._markets[symbol]
         period = timeframe_ms(timeframe)
-        # One extra row because the newest one is usually still forming and gets dropped.
-        wanted = limit + 1
-        page = PAGE_LIMIT[info.kind]
-        what = f"fetch_ohlcv {symbol} {timeframe}"
-        now = self.clock.now_ms()
-        if wanted <= page:
-            rows: list[list[Any]] = await self._call(
-                info.kind, what, lambda: self._exchange.fetch_ohlcv(symbol, timeframe, limit=wanted)
-            )
+        newest = newest_closed_open_ms(self.clock.now_ms(), timeframe)
+        cached, loaded_limit = self._cache.get(key, (None, 0))
+        if cached is None or len(cached) == 0 or loaded_limit < limit:
+            since = newest - (limit + FIRST_LOAD_MARGIN - 1) * period  # first load (or a longer window)
+        elif int(cached.ts[-1]) >= newest:
+            return cached.tail(limit)  # nothing has closed since the last call: no request
+        elif (newest - int(cached.ts[-1])) // period > PAGE_LIMIT[info.kind]:
+            cached, since = None, newest - (limit + FIRST_LOAD_MARGIN - 1) * period  # long pause: reload
         else:
-            rows = await self._fetch_pages(info.kind, what, symbol, timeframe, now - wanted * period, page)
-        closed = [row for row in rows if int(row[0]) + period <= now]
-        if not closed:
-            return build_candles(symbol, timeframe, *_empty_arrays(), where="MEXC")
-        data = np.asarray([[float(v) if v is not None else np.nan for v in row[1:6]] for row in closed])
-        ts = np.asarray([int(row[0]) for row in closed], dtype=np.int64)
-        candles = build_candles(
-            symbol, timeframe, ts, data[:, 0], data[:, 1], data[:, 2], data[:, 3], data[:, 4], where="MEXC"
-        )
-        return candles.tail(limit)
+            since = int(cached.ts[-1]) + period  # only what closed since the last call
+        candles = self._to_candles(info, timeframe, await self._fetch_range(info, timeframe, since, newest))
+        if cached is not None and loaded_limit >= limit:
+            candles = merge(cached, candles)
+        holes = missing_opens(candles.ts, timeframe)
+        if holes.size:
+            # Exchanges sometimes answer before a candle is stored: ask once more for the hole.
+            again = await self._fetch_range(info, timeframe, int(holes[0]), int(holes[-1]))
+            candles, filled = fill_gaps(merge(candles, self._to_candles(info, timeframe, again)))
+            if filled.size:
+                log.warning(
+                    "candles missing on MEXC; filled with placeholders",
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    count=int(filled.size),
+                    first=utc_text(int(filled[0])),
+                    last=utc_text(int(filled[-1])),
+                )
+        candles = candles.tail(limit)
+        self._cache[key] = (candles, limit)
+        return candles
 
-    async def _fetch_pages(
-        self, kind: str, what: str, symbol: str, timeframe: str, since: int, page: int
-    ) -> list[list[Any]]:
-        """Fetch from ``since`` to now in pages of ``page`` candles (the exchange's per-call cap)."""
+    def _to_candles(self, info: MarketInfo, timeframe: str, rows: list[list[Any]]) -> Candles:
+        now = self.clock.now_ms()
         period = timeframe_ms(timeframe)
-        by_ts: dict[int, list[Any]] = {}
-        cursor = since - since % period
-        while True:
+        closed = [row for row in rows if row and row[0] is not None and int(row[0]) + period <= now]
+        return rows_to_candles(info.symbol, timeframe, closed, volume_scale=info.contract_size, where="MEXC")
+
+    async def _fetch_range(self, info: MarketInfo, timeframe: str, since: int, until: int) -> list[list[Any]]:
+        """Candles opening in [since, until], in pages of the exchange's per-call cap."""
+        period = timeframe_ms(timeframe)
+        page = PAGE_LIMIT[info.kind]
+        what = f"fetch_ohlcv {info.symbol} {timeframe}"
+        rows: list[list[Any]] = []
+        cursor = since
+        while cursor <= until:
+            count = min(page, (until - cursor) // period + 1)
             fetch_page = functools.partial(
-                self._exchange.fetch_ohlcv, symbol, timeframe, since=cursor, limit=page
+                self._exchange.fetch_ohlcv,
+                info.symbol,
+                timeframe,
+                since=cursor,
+                limit=count,
+                params={"until": until},
             )
-            batch: list[list[Any]] = await self._call(kind, what, fetch_page)
-            for row in batch:
-                by_ts[int(row[0])] = row
-            if len(batch) < page or int(batch[-1][0]) + period <= cursor:
+            batch: list[list[Any]] = await self._call(info.kind, what, fetch_page) or []
+            rows.extend(batch)
+            stamps = [int(row[0]) for row in batch if row and row[0] is not None]
+            if len(batch) < count or not stamps or max(stamps) < cursor:
                 break  # the last page, or an exchange that ignored `since` (never loop on one page)
-            cursor = int(batch[-1][0]) + period
-        return [by_ts[ts] for ts in sorted(by_ts)]
+            cursor = max(stamps) + period
+        return rows
+
+    async def extras(self, symbol: str, need: ExtrasNeed) -> SymbolExtras:
+        """Funding, trades, order book and ticker as ``need`` asks, fetched concurrently."""
+        info = self._markets[symbol]
+        funding, trades, book, ticker = await asyncio.gather(
+            self._funding(info, need.funding) if need.funding else _none(),
+            self._trades(info, need.trades) if need.trades else _none(),
+            self._book(info, need.book_depth) if need.book_depth else _none(),
+            self._ticker(info) if need.ticker else _none(),
+        )
+        return SymbolExtras(funding=funding, trades=trades, book=book, ticker=ticker)
+
+    async def _funding(self, info: MarketInfo, settlements: int) -> FundingRates:
+        """The newest ``settlements`` funding settlements and the current rate.
+
+        The history is loaded once (pages of 100, MEXC's cap) and afterwards only asked for again
+        when a settlement has passed; the current rate costs one request per call.
+        """
+        symbol = info.symbol
+        current: dict[str, Any] = await self._call(
+            "swap", f"fetch_funding_rate {symbol}", lambda: self._exchange.fetch_funding_rate(symbol)
+        )
+        known = self._settlements.setdefault(symbol, {})
+        due = self._next_settlement.get(symbol)
+        if len(known) < settlements:
+            pages = range(1, -(-settlements // FUNDING_PAGE) + 1)
+        elif due is not None and self.clock.now_ms() >= due:
+            pages = range(1, 2)
+        else:
+            pages = range(0)
+        for page in pages:
+            rows: list[dict[str, Any]] = await self._call(
+                "swap",
+                f"fetch_funding_rate_history {symbol}",
+                functools.partial(
+                    self._exchange.fetch_funding_rate_history,
+                    symbol,
+                    limit=FUNDING_PAGE,
+                    params={"page_num": page},
+                ),
+            )
+            known.update({int(row["timestamp"]): row for row in rows if row.get("timestamp") is not None})
+            if len(rows) < FUNDING_PAGE:
+                break  # no older settlements
+        for stale in sorted(known)[:-settlements]:
+            del known[stale]
+        funding = funding_from_ccxt(symbol, list(known.values()), current)
+        self._next_settlement[symbol] = funding.next_ts
+        return funding
+
+    async def _trades(self, info: MarketInfo, limit: int) -> Trades:
+        """The newest public trades, at most one request's worth (spot 1,000, swap 100)."""
+        count = min(limit, TRADES_LIMIT[info.kind])
+        rows: list[dict[str, Any]] = await self._call(
+            info.kind,
+            f"fetch_trades {info.symbol}",
+            functools.partial(self._exchange.fetch_trades, info.symbol, limit=count),
+        )
+        trades = trades_from_ccxt(info.symbol, rows, contract_size=info.contract_size)
+        return trades.until(self.clock.now_ms(), limit)
+
+    async def _book(self, info: MarketInfo, depth: int) -> BookTop:
+        """The top ``depth`` levels of each side of the order book."""
+        book: dict[str, Any] = await self._call(
+            info.kind,
+            f"fetch_order_book {info.symbol}",
+            functools.partial(self._exchange.fetch_order_book, info.symbol, limit=depth),
+        )
+        return book_from_ccxt(
+            info.symbol, book, contract_size=info.contract_size, depth=depth, received_ms=self.clock.now_ms()
+        )
+
+    async def _ticker(self, info: MarketInfo) -> Ticker24h:
+        """24 h statistics (volume, last price, best bid and ask)."""
+        ticker: dict[str, Any] = await self._call(
+            info.kind, f"fetch_ticker {info.symbol}", lambda: self._exchange.fetch_ticker(info.symbol)
+        )
+        return ticker_from_ccxt(info.symbol, ticker, contract_size=info.contract_size)
 
     def start_ms(self, warmup_bars: dict[SeriesKey, int]) -> int | None:
         """Live sources start now."""
@@ -225,6 +410,21 @@ class MexcSource:
         await self._exchange.close()
 
 
-def _empty_arrays() -> tuple[Any, Any, Any, Any, Any, Any]:
-    empty = np.empty(0, dtype=np.float64)
-    return np.empty(0, dtype=np.int64), empty, empty, empty, empty, empty
+async def _none() -> None:
+    """An awaitable placeholder for an extra nobody asked for."""
+
+
+def _market_info(symbol: str, kind: str, market: dict[str, Any]) -> MarketInfo:
+    """The fleet's view of one ccxt market structure (precision is in TICK_SIZE mode on MEXC)."""
+    precision = market.get("precision") or {}
+    limits = (market.get("limits") or {}).get("amount") or {}
+    tick, step, minimum = precision.get("price"), precision.get("amount"), limits.get("min")
+    contract = market.get("contractSize") if kind == "swap" else None
+    return MarketInfo(
+        symbol=symbol,
+        kind=kind,
+        tick_size=float(tick) if tick else None,
+        contract_size=float(contract) if contract else 1.0,
+        amount_step=float(step) if step else None,
+        min_amount=float(minimum) if minimum else None,
+    )

@@ -13,32 +13,33 @@ source does.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from common.clock import SimulatedClock
 from common.errors import DataError
-from common.market import MarketInfo, SeriesKey
+from common.logging_config import get_logger
+from common.market import ExtrasNeed, MarketInfo, SeriesKey, SymbolExtras
+from common.market.extras import (
+    FundingRates,
+    Ticker24h,
+    Trades,
+    read_funding_file,
+    read_trades_file,
+)
+from common.market.files import file_stem, find_named
+from common.market.series import fill_gaps
 from common.market.validate import build_candles
-from common.types import Candles, IntArray, timeframe_ms
+from common.types import Candles, IntArray, timeframe_ms, timeframe_offset_ms
+
+log = get_logger(__name__)
+
+DAY_MS = 86_400_000
 
 #: Timeframes that a replay file may exist in, finest first (used to aggregate a missing one).
 _FILE_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "8h", "1d")
-
-
-def file_stem(symbol: str) -> str:
-    """'BTC/USDT' and 'BTC/USDT:USDT' -> 'BTC_USDT', the stem of their replay files."""
-    return symbol.split(":", 1)[0].replace("/", "_")
-
-
-def find_file(directory: Path, symbol: str, timeframe: str) -> Path | None:
-    """The replay file of a series, ``.csv.gz`` preferred over ``.csv``, or None."""
-    for suffix in (".csv.gz", ".csv"):
-        candidate = directory / f"{file_stem(symbol)}-{timeframe}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def read_ohlcv_file(path: Path, symbol: str, timeframe: str) -> Candles:
@@ -78,7 +79,7 @@ def aggregate(candles: Candles, timeframe: str) -> Candles:
     if target_ms % source_ms:
         raise DataError(f"cannot build {timeframe} candles from {candles.timeframe} candles")
     # Weeks start on Monday 00:00 UTC (1970-01-05), as on exchanges, not on the epoch's Thursday.
-    offset = 4 * 86_400_000 if timeframe == "1w" else 0
+    offset = timeframe_offset_ms(timeframe)
     groups = candles.ts - (candles.ts - offset) % target_ms
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
     counts = np.diff(np.r_[starts, len(candles)])
@@ -107,41 +108,102 @@ def aggregate(candles: Candles, timeframe: str) -> Candles:
 
 
 class ReplaySource:
-    """Serves history files as if live, on a :class:`SimulatedClock` the runner advances."""
+    """Serves history files as if live, on a :class:`SimulatedClock` the runner advances.
 
-    def __init__(self, directory: Path, clock: SimulatedClock | None = None) -> None:
-        self.directory = directory
+    ``directories`` are searched in order for each file, so candles, funding and trades may live in
+    separate folders (as in ``../shared/market-data``). There is no order book in history files:
+    ``extras`` gives None for it. The 24 h ticker is computed from the finest loaded series.
+    """
+
+    def __init__(self, directories: Path | Sequence[Path], clock: SimulatedClock | None = None) -> None:
+        self.directories = [directories] if isinstance(directories, Path) else list(directories)
         self.clock = clock or SimulatedClock(0)
         self._series: dict[SeriesKey, Candles] = {}
         self._close_times: dict[SeriesKey, IntArray] = {}
+        self._real_end: dict[SeriesKey, IntArray] = {}
+        self._funding: dict[str, FundingRates] = {}
+        self._trades: dict[str, Trades] = {}
 
-    async def open(self, series: list[SeriesKey]) -> dict[str, str]:
-        """Load every series; return {symbol: problem} for those without usable files."""
-        if not self.directory.is_dir():
-            return {key.symbol: f"replay directory {self.directory} does not exist" for key in series}
+    @property
+    def directory(self) -> Path:
+        """The first directory (where candle files usually are)."""
+        return self.directories[0]
+
+    async def open(
+        self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
+    ) -> dict[str, str]:
+        """Load every series and extras file; return {symbol: problem} for those that cannot be served."""
+        absent = [d for d in self.directories if not d.is_dir()]
+        if absent:
+            return {key.symbol: f"replay directory {absent[0]} does not exist" for key in series}
         problems: dict[str, str] = {}
         for key in series:
             try:
-                candles = self._load(key)
+                candles, filled = fill_gaps(self._load(key))
             except DataError as exc:
                 problems[key.symbol] = str(exc)
                 continue
+            if filled.size:
+                # The live source fills the same holes the same way: both serve identical series.
+                log.info(
+                    "replay data has missing candles; filled with placeholders",
+                    symbol=key.symbol,
+                    timeframe=key.timeframe,
+                    count=int(filled.size),
+                )
             self._series[key] = candles
             self._close_times[key] = candles.ts + candles.period_ms
+            # For each row, one past the newest REAL candle at or before it: a filled hole at the
+            # end of the served window is not shown, since live the hole is only known (and
+            # filled) once a later candle has arrived.
+            real = ~np.isin(candles.ts, filled)
+            self._real_end[key] = np.maximum.accumulate(np.where(real, np.arange(len(candles)) + 1, 0))
+        for symbol, need in (extras or {}).items():
+            if symbol in problems:
+                continue
+            try:
+                self._load_extras(symbol, need)
+            except DataError as exc:
+                problems[symbol] = str(exc)
         return problems
 
+    def _first(self, name: str) -> Path | None:
+        """The first ``name.csv.gz`` / ``name.csv`` in the directories, in order."""
+        for directory in self.directories:
+            found = find_named(directory, name)
+            if found is not None:
+                return found
+        return None
+
+    def _load_extras(self, symbol: str, need: ExtrasNeed) -> None:
+        if need.funding:
+            self._funding[symbol] = read_funding_file(self._require(symbol, "funding_rate"), symbol)
+        if need.trades:
+            self._trades[symbol] = read_trades_file(self._require(symbol, "trades"), symbol)
+
+    def _require(self, symbol: str, kind: str) -> Path:
+        path = self._first(f"{file_stem(symbol)}-{kind}")
+        if path is None:
+            where = ", ".join(str(d) for d in self.directories)
+            raise DataError(
+                f"no {kind} file for {symbol} in {where} (looked for {file_stem(symbol)}-{kind}.csv[.gz])"
+            )
+        return path
+
     def _load(self, key: SeriesKey) -> Candles:
-        exact = find_file(self.directory, key.symbol, key.timeframe)
+        stem = file_stem(key.symbol)
+        exact = self._first(f"{stem}-{key.timeframe}")
         if exact is not None:
             return read_ohlcv_file(exact, key.symbol, key.timeframe)
         target = timeframe_ms(key.timeframe)
         for finer in _FILE_TIMEFRAMES:
             if timeframe_ms(finer) < target and target % timeframe_ms(finer) == 0:
-                path = find_file(self.directory, key.symbol, finer)
+                path = self._first(f"{stem}-{finer}")
                 if path is not None:
                     return aggregate(read_ohlcv_file(path, key.symbol, finer), key.timeframe)
+        where = ", ".join(str(d) for d in self.directories)
         raise DataError(
-            f"no replay file for {key.symbol} {key.timeframe} in {self.directory} "
+            f"no replay file for {key.symbol} {key.timeframe} in {where} "
             f"(looked for {file_stem(key.symbol)}-{key.timeframe}.csv[.gz] or a finer timeframe)"
         )
 
@@ -154,15 +216,64 @@ class ReplaySource:
         key = SeriesKey(symbol, timeframe)
         candles = self._series[key]
         end = int(np.searchsorted(self._close_times[key], self.clock.now_ms(), side="right"))
+        if end:
+            end = int(self._real_end[key][end - 1])
         return candles.slice(max(0, end - limit), end)
 
+    async def extras(self, symbol: str, need: ExtrasNeed) -> SymbolExtras:
+        """Funding settlements and trades up to the simulated now; a ticker from the candles; no book."""
+        now = self.clock.now_ms()
+        funding = self._funding[symbol].until(now).last(need.funding) if need.funding else None
+        trades = self._trades[symbol].until(now, need.trades) if need.trades else None
+        ticker = self._ticker(symbol, now) if need.ticker else None
+        return SymbolExtras(funding=funding, trades=trades, book=None, ticker=ticker)
+
+    def _ticker(self, symbol: str, now: int) -> Ticker24h | None:
+        """24 h statistics from the finest loaded series of ``symbol``: the candles closed in the last day."""
+        keys = sorted(
+            (k for k in self._series if k.symbol == symbol), key=lambda k: timeframe_ms(k.timeframe)
+        )
+        if not keys or timeframe_ms(keys[0].timeframe) > DAY_MS:
+            return None
+        key = keys[0]
+        close_times = self._close_times[key]
+        end = int(np.searchsorted(close_times, now, side="right"))
+        start = int(np.searchsorted(close_times, now - DAY_MS, side="right"))
+        if end == 0 or start >= end:
+            return None
+        day = self._series[key].slice(start, end)
+        first_open, last = float(day.open[0]), float(day.close[-1])
+        return Ticker24h(
+            symbol=symbol,
+            ts=now,
+            last=last,
+            bid=None,
+            ask=None,
+            base_volume=float(day.volume.sum()),
+            quote_volume=float((day.volume * (day.high + day.low + day.close) / 3).sum()),
+            change_pct=(last / first_open - 1) * 100,
+        )
+
     def start_ms(self, warmup_bars: dict[SeriesKey, int]) -> int | None:
-        """The first time at which every loaded series has its warm-up bars closed."""
-        starts = [
-            int(self._close_times[key][min(bars, len(self._series[key])) - 1])
-            for key, bars in warmup_bars.items()
-            if key in self._series
-        ]
+        """The first time at which every loaded series has its warm-up bars closed.
+
+        A series shorter than its warm-up is reported: the replay then starts at its last candle and
+        would otherwise end at once without a word.
+        """
+        starts = []
+        for key, bars in warmup_bars.items():
+            if key not in self._series:
+                continue
+            have = len(self._series[key])
+            if have < bars:
+                log.warning(
+                    "replay series shorter than its warm-up; the replay starts at its end",
+                    symbol=key.symbol,
+                    timeframe=key.timeframe,
+                    candles=have,
+                    warmup=bars,
+                )
+            starts.append(int(self._close_times[key][min(bars, have) - 1]))
         return max(starts) if starts else None
 
     def end_ms(self) -> int:

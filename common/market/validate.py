@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from common.clock import utc_text
 from common.errors import DataError
-from common.types import Candles, FloatArray, IntArray, timeframe_ms
+from common.types import Candles, FloatArray, IntArray, timeframe_ms, timeframe_offset_ms
 
 
 def build_candles(
@@ -42,7 +42,7 @@ def build_candles(
             raise DataError(
                 f"{prefix}: timestamps not strictly increasing at candle {_when(ts[1:], steps <= 0)}"
             )
-    misaligned = (ts % period) != 0 if timeframe != "1w" else ((ts - 4 * 86_400_000) % period) != 0
+    misaligned = ((ts - timeframe_offset_ms(timeframe)) % period) != 0
     if misaligned.any():
         raise DataError(f"{prefix}: candle at {_when(ts, misaligned)} is not aligned to the {timeframe} grid")
     nonpositive = (open_ <= 0) | (high <= 0) | (low <= 0) | (close <= 0)
