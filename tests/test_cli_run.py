@@ -109,6 +109,25 @@ async def test_missing_token_falls_back_to_dry_run(mexc: FakeMexc, tmp_path: Pat
     assert "Entry: " in run.stdout
 
 
+@pytest.mark.integration
+async def test_a_bad_symbol_is_one_line_with_suggestions_and_the_good_one_runs(
+    mexc: FakeMexc, tmp_path: Path
+) -> None:
+    """BTC/USDTT is reported once at start with the nearest names; BTC/USDT is still fetched and alerted."""
+    write_config(tmp_path, {"symbols": ["BTC/USDTT", "BTC/USDT"]})
+
+    run = await run_cli(["run", "psar_bot", "--once"], cli_env(tmp_path, mexc.base_url, None), tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    problem = "symbol BTC/USDTT is not listed on MEXC; did you mean BTC/USDT?"
+    assert [line for line in run.stderr.splitlines() if "BTC/USDTT" in line] == [
+        next(line for line in run.stderr.splitlines() if problem in line)
+    ]
+    assert "Traceback" not in run.stderr
+    assert [r.query["symbol"] for r in mexc.requests if r.path == "/api/v3/klines"] == ["BTCUSDT"]
+    assert "psar_bot · alert (dry-run)" in run.stdout
+
+
 def _events(tmp_path: Path) -> list[dict[str, object]]:
     events: list[dict[str, object]] = []
     for path in sorted((tmp_path / "logs" / "events").glob("events-*.jsonl")):
