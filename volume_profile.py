@@ -6,19 +6,40 @@ vectorised with numpy: one candles x rows overlap matrix, no Python loop per can
 
 :func:`analyze_volume_profile` turns a profile, RSI and the last candle's TA-Lib pattern into a
 LONG / SHORT / NEUTRAL reading with levels from :mod:`tp_sl_calculator`. Both functions are pure.
+
+Command line (see :func:`main`)::
+
+    python volume_profile.py BTC/USDT --timeframe 1h                  # live MEXC, a table
+    python volume_profile.py BTC/USDT --source replay:data/sample --at 2024-06-01 --json
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import enum
+import json
 import math
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any, NoReturn
 
 import numpy as np
 import talib
+from dotenv import load_dotenv
 
+from common.cards import format_price
+from common.clock import Clock, SimulatedClock, WallClock
+from common.config import MEXC_TIMEFRAMES, FleetConfig, Settings, load_config
+from common.errors import ConfigError, DataError, FleetError
+from common.logging_config import configure_logging, get_logger
+from common.market import MarketSource, SeriesKey
+from common.market.replay import ReplaySource
 from common.types import Candles, Direction, FloatArray, Levels, Setup
 from tp_sl_calculator import LevelsRejected, RejectReason, RiskSettings, atr, calculate_levels
 
@@ -403,3 +424,281 @@ def analyze_volume_profile(
         rejection=rejection,
         rejection_message=rejection_message,
     )
+
+
+# --------------------------------------------------------------------------- command line
+
+log = get_logger("volume_profile")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit status 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: <message>`` on stderr and exit with status 2."""
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _symbol(text: str) -> str:
+    base, _, rest = text.partition("/")
+    quote, colon, settle = rest.partition(":")
+    if not base or not quote or (colon and not settle) or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"symbol {text!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT"
+        )
+    return text
+
+
+def _source(text: str) -> list[Path] | None:
+    """None for live MEXC, else the replay folders of ``replay:DIR[,DIR...]``."""
+    if text == "mexc":
+        return None
+    folders = [Path(part) for part in text.removeprefix("replay:").split(",") if part]
+    if not text.startswith("replay:") or not folders:
+        raise argparse.ArgumentTypeError(f"source {text!r}: use mexc or replay:DIR[,DIR...]")
+    return folders
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 10000")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 1], e.g. 0.70 for 70 %")
+    return value
+
+
+def _utc_ms(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO time such as 2024-06-01T12:00Z (no zone: UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="volume_profile.py",
+        description="Volume profile (POC, value area, HVN) of the last closed candles, and its reading.",
+    )
+    parser.add_argument("symbol", type=_symbol, metavar="SYMBOL", help="ccxt symbol: BTC/USDT, BTC/USDT:USDT")
+    parser.add_argument("--timeframe", default="1h", choices=MEXC_TIMEFRAMES, help="candle length (1h)")
+    parser.add_argument(
+        "--source",
+        type=_source,
+        default=None,
+        metavar="mexc|replay:DIR[,DIR...]",
+        help="live MEXC (default) or history files read as of the end of the data (or --at)",
+    )
+    parser.add_argument("--candles", type=_count, default=200, help="closed candles in the profile (200)")
+    parser.add_argument("--rows", type=_count, default=24, help="price rows of the profile (24)")
+    parser.add_argument(
+        "--value-area", type=_fraction, default=0.70, help="share of volume in the value area (0.70)"
+    )
+    parser.add_argument("--at", type=_utc_ms, metavar="ISO-TIME", help="replay only: look as of this time")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    parser.add_argument(
+        "--config", type=Path, help="global_config.json (default: $BOTS_CONFIG or ./global_config.json)"
+    )
+    return parser
+
+
+def _settings_and_config(args: argparse.Namespace) -> tuple[Settings, FleetConfig]:
+    """The environment and global_config.json (its exchange and risk sections; defaults if absent)."""
+    settings = Settings.from_env(config_override=args.config)
+    if args.config is None and not os.environ.get("BOTS_CONFIG") and not settings.config_path.exists():
+        return settings, FleetConfig.defaults()
+    from bots import REGISTRY  # noqa: PLC0415  (bots may import this module: no import at load time)
+
+    models = {name: strategy.params_model for name, strategy in REGISTRY.items()}
+    return settings, load_config(settings.config_path, models)
+
+
+def _levels_json(analysis: ProfileAnalysis) -> dict[str, Any] | None:
+    levels = analysis.levels
+    return None if levels is None else {"entry": levels.entry, "sl": levels.sl, "tps": list(levels.tps)}
+
+
+def _report(
+    args: argparse.Namespace, candles: Candles, analysis: ProfileAnalysis, now_ms: int, tick: float | None
+) -> dict[str, Any]:
+    profile = analysis.profile
+    mid = (profile.edges[:-1] + profile.edges[1:]) / 2
+    return {
+        "symbol": args.symbol,
+        "timeframe": args.timeframe,
+        "source": "mexc" if args.source is None else "replay",
+        "as_of": _iso(now_ms),
+        "candles": len(candles),
+        "first_open": _iso(int(candles.ts[0])),
+        "last_close": _iso(int(candles.ts[-1]) + candles.period_ms),
+        "tick_size": tick,
+        "poc": profile.poc_price,
+        "vah": profile.vah,
+        "val": profile.val,
+        "value_area_pct": profile.value_area_pct,
+        "hvn": [float(mid[i]) for i in profile.hvn_indices],
+        "rows": profile.n_rows,
+        "row_height": profile.row_height,
+        "total_volume": profile.total_volume,
+        "edges": profile.edges.tolist(),
+        "row_volume": profile.row_volume.tolist(),
+        "analysis": {
+            "bias": analysis.bias.value,
+            "score": analysis.score,
+            "factors": list(analysis.factors),
+            "close": analysis.close,
+            "rsi": analysis.rsi,
+            "patterns": dict(analysis.patterns),
+            "levels": _levels_json(analysis),
+            "rejection": None if analysis.rejection is None else analysis.rejection.value,
+            "rejection_message": analysis.rejection_message,
+        },
+    }
+
+
+def _table(report: dict[str, Any], tick_size: float | None) -> str:
+    def price(value: float) -> str:
+        return format_price(value, tick_size)
+
+    analysis = report["analysis"]
+    lines = [
+        f"{report['symbol']} {report['timeframe']} ({report['source']}): {report['candles']} closed candles, "
+        f"{report['first_open']} to {report['last_close']}",
+        f"{'POC':<12}{price(report['poc'])}",
+        f"{'VAH':<12}{price(report['vah'])}",
+        f"{'VAL':<12}{price(report['val'])}",
+        f"{'Value area':<12}{report['value_area_pct']:g} % of the volume",
+        f"{'HVN':<12}{', '.join(price(p) for p in report['hvn']) or 'none'}",
+        f"{'Close':<12}{price(analysis['close'])}",
+        f"{'RSI(14)':<12}{'n/a' if analysis['rsi'] is None else format(analysis['rsi'], '.1f')}",
+        f"{'Bias':<12}{analysis['bias']} (score {analysis['score']:+d})",
+    ]
+    factors = analysis["factors"] or ["none"]
+    lines += [f"{'Factors' if i == 0 else '':<12}{factor}" for i, factor in enumerate(factors)]
+    levels = analysis["levels"]
+    if levels is not None:
+        lines.append(f"{'Entry':<12}{price(levels['entry'])}")
+        lines.append(f"{'SL':<12}{price(levels['sl'])}")
+        lines += [f"{f'TP{n}':<12}{price(tp)}" for n, tp in enumerate(levels["tps"], start=1)]
+    elif analysis["rejection"] is not None:
+        lines.append(f"{'No levels':<12}{analysis['rejection']}: {analysis['rejection_message']}")
+    return "\n".join(lines)
+
+
+async def _main(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    """Open the source, fetch the closed candles, print the profile; FleetError propagates."""
+    source: MarketSource
+    clock: Clock
+    replay: ReplaySource | None = None
+    if args.source is None:
+        from common.market.mexc import MexcSource  # noqa: PLC0415  (ccxt: only when going live)
+
+        key, secret = settings.mexc_api_key, settings.mexc_api_secret
+        clock = WallClock()
+        source = MexcSource(
+            config.exchange,
+            clock,
+            base_url=settings.mexc_api_base_url,
+            api_key=key.get_secret_value() if key else None,
+            api_secret=secret.get_secret_value() if secret else None,
+        )
+    else:
+        simulated = SimulatedClock(0)
+        clock = simulated
+        source = replay = ReplaySource(args.source, simulated)
+    try:
+        problems = await source.open([SeriesKey(args.symbol, args.timeframe)])
+        if problems:
+            raise DataError(next(iter(problems.values())))
+        if replay is not None:
+            simulated.set(args.at if args.at is not None else replay.end_ms())
+        candles = await source.closed_candles(args.symbol, args.timeframe, args.candles)
+        tick_size = source.market(args.symbol).tick_size
+    finally:
+        await source.close()
+    if len(candles) == 0:
+        raise DataError(f"{args.symbol} {args.timeframe}: no candle closed by {_iso(clock.now_ms())}")
+    try:
+        # Rounded so that 0.3 is 30 %, not 30.000000000000004 %.
+        profile = calculate_volume_profile(candles, args.rows, round(args.value_area * 100, 9))
+        analysis = analyze_volume_profile(candles, profile, risk=config.risk, tick_size=tick_size)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    report = _report(args, candles, analysis, clock.now_ms(), tick_size)
+    print(json.dumps(report) if args.json else _table(report, tick_size))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python volume_profile.py SYMBOL [options]``: print a volume profile; returns the exit status.
+
+    Fetches the last ``--candles`` CLOSED candles of SYMBOL (live MEXC, or ``--source replay:DIR``
+    as of the end of the data or ``--at``), computes :func:`calculate_volume_profile` (``--rows``,
+    ``--value-area`` as a fraction) and :func:`analyze_volume_profile` (risk settings of
+    global_config.json when present), and prints a table, or with ``--json`` one object:
+
+    * ``symbol``, ``timeframe``, ``source`` ("mexc" / "replay"), ``as_of`` (the time looked at),
+      ``candles`` (how many), ``first_open`` / ``last_close`` (ISO 8601 UTC), ``tick_size`` (the
+      market's price tick, null in a replay);
+    * ``poc``, ``vah``, ``val``, ``value_area_pct`` (percent), ``hvn`` (midpoints of the high-volume
+      rows), ``rows``, ``row_height``, ``total_volume``, ``edges`` and ``row_volume`` (the profile);
+    * ``analysis``: ``bias`` (LONG / SHORT / NEUTRAL), ``score``, ``factors``, ``close``, ``rsi`` (or
+      null), ``patterns`` ({TA-Lib name: value}), ``levels`` ({``entry``, ``sl``, ``tps``} or null),
+      ``rejection`` and ``rejection_message`` (why there are no levels, or null).
+
+    Prices are unrounded numbers in JSON; the table formats them with the market's tick. Exit
+    status: 0 done; 2 bad arguments or configuration; 1 the data or the exchange failed (one line
+    ``error: ...`` on stderr, never a traceback).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.at is not None and args.source is None:
+        parser.error("--at needs --source replay:DIR (live data is always as of now)")
+    try:
+        load_dotenv(Path(".env"), override=False)
+        settings, config = _settings_and_config(args)
+        configure_logging(
+            log_dir=settings.log_dir,
+            process_name="volume-profile",
+            secrets=settings.secrets(),
+            console_level="WARNING",
+        )
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_main(args, settings, config))
+    except KeyboardInterrupt:
+        return 130
+    except FleetError as exc:
+        log.info("volume profile failed", error=str(exc))  # the file only: stderr gets one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # Info keeps the traceback in the log file and off the console (WARNING and up).
+        log.info("fatal error", exc_info=True)
+        print(f"fatal: {type(exc).__name__}: {exc} (details in {settings.log_dir})", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 ``run()`` returns (metric, value, unit) rows for ``python -m bench``. Timings are the best of several
 runs with ``time.perf_counter`` (the best run is the one least disturbed by the rest of the machine).
-Real candles come from ``../shared/market-data`` when it is there, otherwise from a seeded random walk,
-so the numbers are reproducible either way.
+Real candles come from ``../shared/market-data`` when it is there, otherwise from the bundled
+``data/sample`` BTC/USDT 15m file.
 """
 
 from __future__ import annotations
@@ -21,31 +21,24 @@ from volume_profile import calculate_volume_profile
 
 MARKET_DATA = Path(__file__).resolve().parents[2] / "shared" / "market-data"
 SERIES = "binance_spot/BTC_USDT-5m.csv.gz"
+SAMPLE_SERIES = Path(__file__).resolve().parents[1] / "data" / "sample" / "BTC_USDT-15m.csv.gz"
 SIZES = (100, 1_000, 10_000)
 ROWS = 24
 
 
 def load_candles(count: int) -> tuple[Candles, str]:
-    """The last ``count`` candles of real BTC/USDT 5m data, or of a seeded random walk; and their origin."""
+    """The last ``count`` candles of real BTC/USDT 5m data, or of the bundled 15m sample; and their origin."""
     path = MARKET_DATA / SERIES
-    if path.is_file():
-        with gzip.open(path, "rt") as handle:
-            raw = np.loadtxt(handle, delimiter=",", skiprows=1, dtype=np.float64)[-count:]
-        columns = [raw[:, index] for index in range(6)]
-        origin = "real " + SERIES
-    else:
-        rng = np.random.default_rng(7)
-        close = 30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, count)))
-        open_ = np.concatenate([[close[0]], close[:-1]])
-        spread = np.abs(rng.normal(0.0, 0.0015, count)) * close
-        high = np.maximum(open_, close) + spread
-        low = np.minimum(open_, close) - spread
-        volume = rng.gamma(2.0, 50.0, count)
-        columns = [np.arange(count, dtype=np.float64) * 300_000, open_, high, low, close, volume]
-        origin = "random walk (seed 7)"
+    if not path.is_file():
+        path = SAMPLE_SERIES  # real too (about 24,000 candles): the bench runs without ../shared
+    with gzip.open(path, "rt") as handle:
+        raw = np.loadtxt(handle, delimiter=",", skiprows=1, dtype=np.float64)[-count:]
+    columns = [raw[:, index] for index in range(6)]
+    shared = path != SAMPLE_SERIES
+    origin = "real " + (SERIES if shared else "data/sample/BTC_USDT-15m.csv.gz")
     candles = Candles(
         symbol="BTC/USDT",
-        timeframe="5m",
+        timeframe="5m" if shared else "15m",
         ts=columns[0].astype(np.int64),
         open=columns[1],
         high=columns[2],
