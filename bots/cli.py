@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from bots import REGISTRY
 from bots.base import Strategy
 from common.clock import Clock, SimulatedClock, WallClock
 from common.config import FleetConfig, Settings, load_config
-from common.errors import ConfigError, FleetError, NotifyError
+from common.errors import ConfigError, FleetError
 from common.events import EventLog, EventType
 from common.logging_config import configure_logging, get_logger
 from common.market import MarketSource
@@ -34,6 +35,9 @@ from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
 from common.runner import BotRuntime, Runner
 from common.store import Store
 from common.summary import summary_table
+
+#: Alert charts are kept this long (dry-run prints their paths; Telegram has its own copy).
+CHART_KEEP_DAYS = 7.0
 
 log = get_logger("bots.cli")
 
@@ -138,7 +142,8 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
             BotRuntime(settings=bot_settings, strategy=strategy, needs=strategy.needs(bot_settings.params))
         )
     # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
-    dry_run = args.dry_run or replay_dirs is not None or settings.telegram_token is None
+    no_token = all(settings.token_for(name) is None for name in names)
+    dry_run = args.dry_run or replay_dirs is not None or no_token
     return _RunPlan(bots=bots, replay_dirs=replay_dirs, dry_run=dry_run)
 
 
@@ -157,7 +162,7 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
         secrets=settings.secrets(),
         console_level=args.log_level,
     )
-    if settings.telegram_token is None and not args.dry_run:
+    if all(settings.token_for(bot.name) is None for bot in plan.bots) and not args.dry_run:
         log.warning("TELEGRAM_BOT_TOKEN is not set: running in dry-run, alerts go to the console")
     try:
         return asyncio.run(_run(plan, settings, config, once=args.once))
@@ -211,6 +216,8 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         config=config,
         stop=stop,
         close_delay_ms=0 if plan.replay_dirs else round(config.exchange.candle_close_delay_s * 1000),
+        # A replay draws no charts: hundreds of images of history nobody is sent.
+        charts_dir=None if replay else _chart_dir(settings.state_dir / "charts"),
     )
     try:
         await runner.prepare(wait_for_source=not once)
@@ -222,13 +229,23 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         if plan.replay_dirs is not None:
             print(summary_table(store.all_signals()))
         return 0
-    except NotifyError:
-        raise
     finally:
         await notifier.close()
         await source.close()
         store.close()
         events.close()
+
+
+def _chart_dir(path: Path, keep_days: float = CHART_KEEP_DAYS) -> Path:
+    """The private folder alert charts are drawn in; charts older than ``keep_days`` are deleted."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    cutoff = time.time() - keep_days * 86_400
+    for chart in path.glob("*.png"):
+        with contextlib.suppress(FileNotFoundError):  # another process may prune at the same time
+            if chart.stat().st_mtime < cutoff:
+                chart.unlink()
+    return path
 
 
 async def _run_until_stopped(

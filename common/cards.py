@@ -15,11 +15,15 @@ import re
 from decimal import Decimal
 
 from common.clock import utc_text
-from common.store import Outcome
+from common.store import BotRecord, Outcome
 from common.types import Direction, Signal, timeframe_ms
 
 TELEGRAM_TEXT_LIMIT = 4096
+#: Telegram's limit for a photo caption (after entity parsing).
+TELEGRAM_CAPTION_LIMIT = 1024
 TRIM_MARKER = "… [trimmed]"
+#: Room kept free in every card for the late-alert line the notifier may put in front of it.
+LATE_NOTE_ROOM = 120
 
 
 def format_price(value: float, tick_size: float | None = None) -> str:
@@ -64,7 +68,8 @@ def signal_card(signal: Signal, tick_size: float | None = None) -> str:
     closed_at = utc_text(signal.bar_ts + timeframe_ms(signal.timeframe))
     footer = f"🆔 <code>{html.escape(signal.id)}</code> · {closed_at}"
     head = "\n".join(lines)
-    reason = _fit(signal.reason, TELEGRAM_TEXT_LIMIT - len(head) - len(footer) - len("\n📝 \n"))
+    budget = TELEGRAM_TEXT_LIMIT - LATE_NOTE_ROOM - len(head) - len(footer) - len("\n📝 \n")
+    reason = _fit(signal.reason, budget)
     return f"{head}\n📝 {reason}\n{footer}"
 
 
@@ -84,8 +89,10 @@ def _fit(text: str, budget: int) -> str:
     return html.escape(text[:keep]) + TRIM_MARKER
 
 
-def result_message(signal: Signal, outcome: Outcome, tick_size: float | None = None) -> str:
-    """The message sent (as a reply to the alert) when a signal closes."""
+def result_message(
+    signal: Signal, outcome: Outcome, tick_size: float | None = None, record: BotRecord | None = None
+) -> str:
+    """The message sent (as a reply to the alert) when a signal closes, with the bot's running record."""
     icon = "✅" if outcome.r_multiple > 0 else "❌" if outcome.r_multiple < 0 else "➖"
     held_min = max(0, outcome.exit_ms - (signal.bar_ts + timeframe_ms(signal.timeframe))) // 60_000
     held = (
@@ -99,7 +106,32 @@ def result_message(signal: Signal, outcome: Outcome, tick_size: float | None = N
         f"Exit: <code>{format_price(outcome.price, tick_size)}</code> · P&amp;L {_pct(outcome.pnl_pct)} · "
         f"{outcome.r_multiple:+.2f}R · held {held}\n"
         f"🆔 <code>{html.escape(signal.id)}</code> · {utc_text(outcome.exit_ms)}"
+        + (f"\n{record_line(signal.bot, record)}" if record is not None else "")
     )
+
+
+def record_line(bot: str, record: BotRecord) -> str:
+    """The bot's running record in one line: trades, win rate, profit factor (net of fees)."""
+    factor = record.profit_factor
+    shown = "∞" if factor is None and record.wins else "–" if factor is None else f"{factor:.2f}"
+    return (
+        f"📊 {html.escape(bot)}: {record.trades} trade{'s' if record.trades != 1 else ''} · "
+        f"win rate {record.win_rate * 100:.0f}% · profit factor {shown}"
+    )
+
+
+def late_note(created_ms: int, now_ms: int) -> str:
+    """The line put in front of an alert sent long after its signal (Telegram was down, say)."""
+    minutes = max(0, now_ms - created_ms) // 60_000
+    age = f"{minutes // 60}h {minutes % 60}m" if minutes >= 60 else f"{minutes} min"
+    return (
+        f"⏰ <b>Late alert</b>: signalled {utc_text(created_ms)}, {age} ago; check the price before acting."
+    )
+
+
+def caption_fits(text: str) -> bool:
+    """Whether ``text`` (Telegram HTML) fits in a photo caption once its tags are parsed."""
+    return len(html_to_plain(text)) <= TELEGRAM_CAPTION_LIMIT
 
 
 _TAG = re.compile(r"<[^>]+>")

@@ -42,10 +42,18 @@ class ExchangeSettings(_Strict):
 
 
 class TelegramSettings(_Strict):
-    """The ``telegram`` section: delivery behaviour (tokens and chats come from the environment)."""
+    """The ``telegram`` section: delivery behaviour (tokens and chats come from the environment).
+
+    The limits default to Telegram's own: one message per second in a chat, 20 per minute in a
+    group or channel, 30 per second per bot token.
+    """
 
     per_chat_interval_s: float = Field(1.0, ge=0, le=60)
+    group_per_minute: int = Field(20, ge=1, le=60)
+    bot_per_second: int = Field(30, ge=1, le=30)
     send_timeout_s: float = Field(15.0, gt=0, le=120)
+    late_alert_minutes: float = Field(30.0, gt=0)
+    chart_candles: int = Field(100, ge=20, le=500)
 
 
 class TrackingSettings(_Strict):
@@ -112,6 +120,7 @@ class BotEntry(_Strict):
     timeout_hours: float | None = Field(None, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
     risk: dict[str, Any] = Field(default_factory=dict)
+    chart: bool = True
 
     @field_validator("timeframe")
     @classmethod
@@ -154,6 +163,7 @@ class BotSettings:
     params: BaseModel
     risk: RiskSettings
     symbol_risk: Mapping[str, RiskSettings] = field(default_factory=dict)
+    chart: bool = True
 
     def risk_for(self, symbol: str) -> RiskSettings:
         """The risk settings for one symbol: global defaults, then the bot's, then the symbol's."""
@@ -262,6 +272,7 @@ def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> Flee
             params=params,
             risk=risk,
             symbol_risk=symbol_risk,
+            chart=entry.chart,
         )
     return FleetConfig(
         path=path,
@@ -302,6 +313,15 @@ def _resolve_symbols(
     return tuple(symbols), symbol_risk
 
 
+def _per_bot(environ: Mapping[str, str], prefix: str, exclude: str = "") -> dict[str, str]:
+    """``PREFIX<BOT>`` variables as {bot name in lower case: value}, empty values ignored."""
+    return {
+        key.removeprefix(prefix).lower(): value.strip()
+        for key, value in environ.items()
+        if key.startswith(prefix) and key not in (exclude, prefix) and value.strip()
+    }
+
+
 def _secret(environ: Mapping[str, str], name: str) -> SecretStr | None:
     value = environ.get(name, "").strip()
     return SecretStr(value) if value else None
@@ -325,6 +345,8 @@ class Settings:
     telegram_token: SecretStr | None
     telegram_default_chat: str | None
     telegram_bot_chats: Mapping[str, str]
+    telegram_bot_tokens: Mapping[str, SecretStr]
+    telegram_bot_topics: Mapping[str, int]
     telegram_api_base_url: str | None
     mexc_api_key: SecretStr | None
     mexc_api_secret: SecretStr | None
@@ -336,11 +358,16 @@ class Settings:
     ) -> Settings:
         """Read the fixed variable names (see .env.example) from ``environ`` (default: os.environ)."""
         env = os.environ if environ is None else environ
-        chats = {
-            key.removeprefix("TELEGRAM_CHAT_").lower(): value.strip()
-            for key, value in env.items()
-            if key.startswith("TELEGRAM_CHAT_") and key != "TELEGRAM_CHAT_ID" and value.strip()
-        }
+        chats = _per_bot(env, "TELEGRAM_CHAT_", exclude="TELEGRAM_CHAT_ID")
+        tokens = {bot: SecretStr(value) for bot, value in _per_bot(env, "TELEGRAM_BOT_TOKEN_").items()}
+        topics: dict[str, int] = {}
+        for bot, value in _per_bot(env, "TELEGRAM_TOPIC_").items():
+            if not value.isdigit() or int(value) <= 0:
+                raise ConfigError(
+                    f"environment: TELEGRAM_TOPIC_{bot.upper()} = {value!r}: must be a topic id (a positive "
+                    "whole number: the message_thread_id of the forum topic)"
+                )
+            topics[bot] = int(value)
         for name, url in (
             ("TELEGRAM_API_BASE_URL", env.get("TELEGRAM_API_BASE_URL")),
             ("MEXC_API_BASE_URL", env.get("MEXC_API_BASE_URL")),
@@ -354,6 +381,8 @@ class Settings:
             telegram_token=_secret(env, "TELEGRAM_BOT_TOKEN"),
             telegram_default_chat=_plain(env, "TELEGRAM_CHAT_ID"),
             telegram_bot_chats=chats,
+            telegram_bot_tokens=tokens,
+            telegram_bot_topics=topics,
             telegram_api_base_url=_plain(env, "TELEGRAM_API_BASE_URL"),
             mexc_api_key=_secret(env, "MEXC_API_KEY"),
             mexc_api_secret=_secret(env, "MEXC_API_SECRET"),
@@ -362,8 +391,29 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
-        found = (self.telegram_token, self.mexc_api_key, self.mexc_api_secret)
+        found = (
+            self.telegram_token,
+            self.mexc_api_key,
+            self.mexc_api_secret,
+            *self.telegram_bot_tokens.values(),
+        )
         return [s.get_secret_value() for s in found if s is not None]
+
+    def token_for(self, bot: str) -> SecretStr | None:
+        """The token a bot posts with: ``TELEGRAM_BOT_TOKEN_<BOT>`` if set, else ``TELEGRAM_BOT_TOKEN``."""
+        return self.telegram_bot_tokens.get(bot.lower(), self.telegram_token)
+
+    def token_variable(self, bot: str) -> str:
+        """The name of the variable ``token_for`` read (for error messages; never the value)."""
+        return (
+            f"TELEGRAM_BOT_TOKEN_{bot.upper()}"
+            if bot.lower() in self.telegram_bot_tokens
+            else "TELEGRAM_BOT_TOKEN"
+        )
+
+    def topic_for(self, bot: str) -> int | None:
+        """The forum topic (message_thread_id) a bot posts in, from ``TELEGRAM_TOPIC_<BOT>``."""
+        return self.telegram_bot_topics.get(bot.lower())
 
     def chat_for(self, bot: str) -> str | None:
         """The chat a bot posts to: ``TELEGRAM_CHAT_<BOT>`` if set, else ``TELEGRAM_CHAT_ID``."""

@@ -23,12 +23,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from bots.base import DataNeeds, MarketData, Strategy
 from common.cards import result_message, signal_card
+from common.charts import chart_spec, render_chart
 from common.clock import Clock
 from common.config import BotSettings, FleetConfig
 from common.errors import CircuitOpen, FleetError, TemporaryError
@@ -47,6 +49,8 @@ log = get_logger(__name__)
 STALE_RETRY_MS = 5_000
 #: How many times to look again for one late candle before waiting for the next close.
 STALE_RETRIES = 3
+#: How long a stopping runner waits for charts still being drawn.
+CHART_FINISH_S = 10.0
 #: Pauses between attempts to reach an exchange that is down at start (doubling up to the max).
 OPEN_RETRY_FIRST_S = 5.0
 OPEN_RETRY_MAX_S = 300.0
@@ -106,6 +110,7 @@ class Runner:
         config: FleetConfig,
         stop: asyncio.Event,
         close_delay_ms: int = 0,
+        charts_dir: Path | None = None,
     ) -> None:
         self._bots = list(bots)
         self._source = source
@@ -116,6 +121,9 @@ class Runner:
         self._config = config
         self._stop = stop
         self._close_delay_ms = close_delay_ms
+        # Where alert charts are drawn (None: no charts, as in a replay); each in a worker thread.
+        self._charts_dir = charts_dir
+        self._chart_tasks: set[asyncio.Task[None]] = set()
         self._series: dict[SeriesKey, _SeriesState] = {}
         # Per symbol, the extras (funding, trades, book, ticker) its bots need, merged.
         self._extras_need: dict[str, ExtrasNeed] = {}
@@ -212,8 +220,17 @@ class Runner:
                     break
                 await self._cycle()
         finally:
+            await self._finish_charts()
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)
+
+    async def _finish_charts(self) -> None:
+        """Give charts still being drawn a few seconds, so their alerts leave with them."""
+        if not self._chart_tasks:
+            return
+        _, late = await asyncio.wait(self._chart_tasks, timeout=CHART_FINISH_S)
+        for task in late:
+            task.cancel()  # their alerts go out as text (the store marks them at the next start)
 
     def _clock_set(self, when_ms: int) -> None:
         setter = getattr(self._clock, "set", None)
@@ -411,9 +428,9 @@ class Runner:
                 structlog.contextvars.unbind_contextvars("bot")
             for setup in setups:
                 if setup.bar_ts == int(candles.ts[-1]):
-                    self._emit(bot, symbol, setup, now)
+                    self._emit(bot, symbol, setup, now, candles)
 
-    def _emit(self, bot: BotRuntime, symbol: str, setup: Setup, now: int) -> None:
+    def _emit(self, bot: BotRuntime, symbol: str, setup: Setup, now: int, candles: Candles) -> None:
         tick = self._source.market(symbol).tick_size
         settings = bot.settings
         try:
@@ -444,7 +461,8 @@ class Runner:
             key_points=setup.key_points,
         )
         rules = GateRules(cooldown_ms=settings.cooldown_ms, max_open_signals=settings.max_open_signals)
-        verdict = self._store.admit_signal(signal, rules, now, signal_card(signal, tick))
+        chart = self._charts_dir is not None and settings.chart
+        verdict = self._store.admit_signal(signal, rules, now, signal_card(signal, tick), chart=chart)
         if verdict is not GateVerdict.ACCEPTED:
             self._events.emit(
                 EventType.SIGNAL_REJECTED,
@@ -458,6 +476,8 @@ class Runner:
                 signal_id=signal.id,
             )
             return
+        if chart:
+            self._draw_chart(signal, candles, tick)
         self._events.emit(
             EventType.SIGNAL_EMITTED,
             signal_id=signal.id,
@@ -472,6 +492,29 @@ class Runner:
             reason=setup.reason,
             context=dict(setup.context),
         )
+
+    def _draw_chart(self, signal: Signal, candles: Candles, tick: float | None) -> None:
+        """Draw the alert's chart in a worker thread; the alert waits for it (briefly), nothing else does."""
+        assert self._charts_dir is not None
+        path = self._charts_dir / f"{signal.id}.png"
+        bars = self._config.telegram.chart_candles
+
+        async def draw() -> None:
+            try:
+                spec = chart_spec(signal, candles, bars=bars, tick_size=tick)
+                await asyncio.to_thread(render_chart, spec, path)
+            except Exception as exc:  # a chart is a nicety: the alert goes out without it
+                log.warning(
+                    "chart not drawn; the alert goes out as text", signal_id=signal.id, error=str(exc)
+                )
+                self._store.chart_failed(signal.id)
+            else:
+                self._store.attach_chart(signal.id, str(path))
+            self._wake_delivery.set()
+
+        task = asyncio.create_task(draw(), name=f"chart-{signal.id}")
+        self._chart_tasks.add(task)
+        task.add_done_callback(self._chart_tasks.discard)
 
     def _track(self, fetched: list[SeriesKey]) -> None:
         fresh = set(fetched)
@@ -488,7 +531,8 @@ class Runner:
                 self._store.mark_checked(signal.id, result.checked_until)
                 continue
             tick = self._source.market(signal.symbol).tick_size
-            message = result_message(signal, result.outcome, tick)
+            record = self._store.bot_record(signal.bot).plus(result.outcome.pnl_pct)
+            message = result_message(signal, result.outcome, tick, record)
             if self._store.close_signal(signal.id, result.outcome, result.checked_until, message):
                 self._events.emit(
                     EventType.SIGNAL_CLOSED,

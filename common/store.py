@@ -29,7 +29,7 @@ from pathlib import Path
 
 from common.types import ContextValue, Direction, KeyPoint, Levels, Signal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -70,11 +70,24 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     sent_ms     INTEGER,
-    message_id  INTEGER
+    message_id  INTEGER,
+    chart_state TEXT NOT NULL DEFAULT 'none' CHECK (chart_state IN ('none', 'pending', 'ready', 'failed')),
+    chart_path  TEXT,
+    part_message_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: Columns added after schema version 1, for databases created by an older version.
+_ADDED_COLUMNS = {
+    "outbox": (
+        "chart_state TEXT NOT NULL DEFAULT 'none'"
+        " CHECK (chart_state IN ('none', 'pending', 'ready', 'failed'))",
+        "chart_path TEXT",
+        "part_message_id INTEGER",
+    ),
+}
 
 
 class GateVerdict(enum.StrEnum):
@@ -121,6 +134,38 @@ class OutboxMessage:
     created_ms: int
     attempts: int
     reply_to_message_id: int | None
+    chart_state: str = "none"  # none | pending (being rendered) | ready (chart_path) | failed
+    chart_path: str | None = None
+    part_message_id: int | None = None  # the photo, when the card had to follow it as a reply
+
+
+@dataclass(frozen=True)
+class BotRecord:
+    """A bot's closed signals so far: what its running record line shows."""
+
+    trades: int
+    wins: int
+    gross_profit_pct: float
+    gross_loss_pct: float  # positive: the sum of the losing trades' losses
+
+    @property
+    def win_rate(self) -> float:
+        """Share of trades closed with a profit, 0..1 (0 without trades)."""
+        return self.wins / self.trades if self.trades else 0.0
+
+    @property
+    def profit_factor(self) -> float | None:
+        """Gross profit / gross loss (net of fees); None while there is no loss yet."""
+        return self.gross_profit_pct / self.gross_loss_pct if self.gross_loss_pct > 0 else None
+
+    def plus(self, pnl_pct: float) -> BotRecord:
+        """The record with one more closed trade."""
+        return BotRecord(
+            trades=self.trades + 1,
+            wins=self.wins + (pnl_pct > 0),
+            gross_profit_pct=self.gross_profit_pct + max(pnl_pct, 0.0),
+            gross_loss_pct=self.gross_loss_pct + max(-pnl_pct, 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -156,8 +201,21 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=30000")
         # SQLite gives the -wal and -shm files the permissions of the database file itself.
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
         self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database created by an older version up to date (columns are only ever added)."""
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+            (str(SCHEMA_VERSION), SCHEMA_VERSION),
         )
 
     def close(self) -> None:
@@ -176,8 +234,13 @@ class Store:
 
     # -- the gate -------------------------------------------------------------------------------
 
-    def admit_signal(self, signal: Signal, rules: GateRules, now_ms: int, message: str) -> GateVerdict:
-        """Apply the gate and, if it passes, store the signal and queue its alert, atomically."""
+    def admit_signal(
+        self, signal: Signal, rules: GateRules, now_ms: int, message: str, *, chart: bool = False
+    ) -> GateVerdict:
+        """Apply the gate and, if it passes, store the signal and queue its alert, atomically.
+
+        With ``chart`` the alert waits for its chart (``attach_chart`` / ``chart_failed``).
+        """
         with self._transaction() as db:
             if db.execute(
                 "SELECT 1 FROM signals WHERE id = ?"
@@ -203,8 +266,9 @@ class Store:
                 return GateVerdict.MAX_OPEN
             self._insert_signal(db, signal)
             db.execute(
-                "INSERT INTO outbox (bot, kind, signal_id, text, created_ms) VALUES (?, 'signal', ?, ?, ?)",
-                (signal.bot, signal.id, message, now_ms),
+                "INSERT INTO outbox (bot, kind, signal_id, text, created_ms, chart_state)"
+                " VALUES (?, 'signal', ?, ?, ?, ?)",
+                (signal.bot, signal.id, message, now_ms, "pending" if chart else "none"),
             )
         return GateVerdict.ACCEPTED
 
@@ -351,6 +415,9 @@ class Store:
                 created_ms=r["created_ms"],
                 attempts=r["attempts"],
                 reply_to_message_id=r["reply_to"],
+                chart_state=r["chart_state"],
+                chart_path=r["chart_path"],
+                part_message_id=r["part_message_id"],
             )
             for r in rows
         ]
@@ -388,6 +455,50 @@ class Store:
         self._db.execute(
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
             (error, message_id),
+        )
+
+    def attach_chart(self, signal_id: str, path: str) -> None:
+        """The alert of ``signal_id`` has its chart at ``path``: it may be sent now."""
+        self._db.execute(
+            "UPDATE outbox SET chart_state = 'ready', chart_path = ?"
+            " WHERE signal_id = ? AND kind = 'signal' AND chart_state = 'pending'",
+            (path, signal_id),
+        )
+
+    def chart_failed(self, signal_id: str) -> None:
+        """The alert of ``signal_id`` gets no chart (rendering failed or its process died): send the text."""
+        self._db.execute(
+            "UPDATE outbox SET chart_state = 'failed'"
+            " WHERE signal_id = ? AND kind = 'signal' AND chart_state = 'pending'",
+            (signal_id,),
+        )
+
+    def abandon_pending_charts(self, bots: Iterable[str]) -> int:
+        """At start: charts still 'pending' were being rendered by a process that is gone."""
+        names = sorted(set(bots))
+        marks = ",".join("?" * len(names))
+        return self._db.execute(
+            f"UPDATE outbox SET chart_state = 'failed' WHERE chart_state = 'pending' AND status = 'pending'"  # noqa: S608
+            f" AND bot IN ({marks})",
+            names,
+        ).rowcount
+
+    def mark_part_sent(self, message_id: int, telegram_message_id: int) -> None:
+        """The photo of a two-part alert is out; only the card (its reply) remains to be sent."""
+        self._db.execute(
+            "UPDATE outbox SET part_message_id = ? WHERE id = ?", (telegram_message_id, message_id)
+        )
+
+    def bot_record(self, bot: str) -> BotRecord:
+        """The bot's closed signals: trades, wins, gross profit and loss (percent, net of fees)."""
+        row = self._db.execute(
+            """SELECT COUNT(*), COALESCE(SUM(pnl_pct > 0), 0),
+                      COALESCE(SUM(MAX(pnl_pct, 0)), 0.0), COALESCE(SUM(MAX(-pnl_pct, 0)), 0.0)
+               FROM signals WHERE bot = ? AND status = 'CLOSED'""",
+            (bot,),
+        ).fetchone()
+        return BotRecord(
+            trades=int(row[0]), wins=int(row[1]), gross_profit_pct=float(row[2]), gross_loss_pct=float(row[3])
         )
 
     def outbox_rows(self) -> list[dict[str, object]]:

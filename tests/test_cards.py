@@ -7,8 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.cards import TRIM_MARKER, format_price, html_to_plain, result_message, signal_card
-from common.store import Outcome
+from common.cards import (
+    LATE_NOTE_ROOM,
+    TRIM_MARKER,
+    format_price,
+    html_to_plain,
+    late_note,
+    record_line,
+    result_message,
+    signal_card,
+)
+from common.store import BotRecord, Outcome
 from common.types import Direction, Levels, Signal
 from tests.fakes.telegram import parse_telegram_html
 
@@ -99,14 +108,18 @@ def test_special_characters_are_escaped_and_survive_html_to_plain() -> None:
     assert [e["type"] for e in entities] == ["bold", "code", "code", "code", "code", "code"]
 
 
+#: A card leaves room for the late note the notifier may put in front of it.
+CARD_LIMIT = 4096 - LATE_NOTE_ROOM
+
+
 def _reason_line(card: str) -> str:
     [line] = [line for line in card.split("\n") if line.startswith("📝 ")]
     return line.removeprefix("📝 ")
 
 
 def _budget(card: str) -> int:
-    """How many characters the reason could use: 4096 minus everything else in the card."""
-    return 4096 - (len(card) - len(_reason_line(card)))
+    """How many characters the reason could use: 4096 less the late-note room and the rest of the card."""
+    return CARD_LIMIT - (len(card) - len(_reason_line(card)))
 
 
 @pytest.mark.parametrize(
@@ -120,10 +133,12 @@ def _budget(card: str) -> int:
     ids=["plain", "amp-dense", "angle-dense", "mixed"],
 )
 def test_long_reason_is_trimmed_to_fit_4096_without_breaking_entities(reason: str) -> None:
-    """A 5,000-character reason fits in 4096 chars, ends with the marker, cuts no entity, wastes no room."""
+    """A 5,000-character reason fits (with room for a late note), ends with the marker, cuts no entity."""
     assert len(reason) == 5000
     card = signal_card(long_signal(reason=reason), tick_size=0.01)
-    assert len(card) <= 4096
+    assert len(card) <= CARD_LIMIT
+    late = late_note(0, 10**12)  # the longest late note: days of delay
+    assert len(late) + 1 <= LATE_NOTE_ROOM
     line = _reason_line(card)
     assert line.endswith(TRIM_MARKER)
     kept = line.removesuffix(TRIM_MARKER)
@@ -140,9 +155,9 @@ def test_long_reason_is_trimmed_to_fit_4096_without_breaking_entities(reason: st
 def test_reason_that_fits_exactly_is_not_trimmed() -> None:
     """A reason exactly as long as the room left is kept whole, without the marker."""
     probe = signal_card(long_signal(reason="x"), tick_size=0.01)
-    room = 4096 - (len(probe) - 1)
+    room = CARD_LIMIT - (len(probe) - 1)
     card = signal_card(long_signal(reason="y" * room), tick_size=0.01)
-    assert len(card) == 4096
+    assert len(card) == CARD_LIMIT
     assert _reason_line(card) == "y" * room
 
 
@@ -204,3 +219,21 @@ def test_result_message_flat_timeout() -> None:
         "➖ <b>TIMEOUT</b> · LONG BTC/USDT · psar_bot",
         "Exit: <code>200.00</code> · P&amp;L +0.00% · +0.00R · held 0h 45m",
     ]
+
+
+def test_record_line_counts_trades_wins_and_profit_factor() -> None:
+    """Three trades (+2 %, -1 %, +1 %): 67 % wins, profit factor 3.00; no loss yet shows infinity."""
+    record = BotRecord(0, 0, 0.0, 0.0).plus(2.0).plus(-1.0).plus(1.0)
+    assert record_line("psar_bot", record) == "📊 psar_bot: 3 trades · win rate 67% · profit factor 3.00"
+    assert record_line("a<b", BotRecord(0, 0, 0.0, 0.0).plus(0.5)) == (
+        "📊 a&lt;b: 1 trade · win rate 100% · profit factor ∞"
+    )
+    assert record_line("x", BotRecord(0, 0, 0.0, 0.0)) == "📊 x: 0 trades · win rate 0% · profit factor –"
+
+
+def test_late_note_says_when_the_signal_fired_and_how_long_ago() -> None:
+    """An alert sent 95 minutes late names the signal time and the delay."""
+    created = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+    assert late_note(created, created + 95 * 60_000) == (
+        "⏰ <b>Late alert</b>: signalled 2024-01-01 00:00 UTC, 1h 35m ago; check the price before acting."
+    )

@@ -176,8 +176,9 @@ async def test_secrets_never_reach_logs_state_or_output(mexc: FakeMexc, tmp_path
     mexc.inject(MexcFault.http_500(), path_contains="klines")
     outputs: list[bytes] = []
     async with FakeTelegram(tokens=[TOKEN], chats=[int(CHAT)]) as telegram:
-        telegram.inject(TelegramFault.server_error(), method="sendMessage")
-        telegram.inject(TelegramFault.retry_after(1), method="sendMessage")
+        # The alert carries its chart: it goes out with sendPhoto, the card as the caption.
+        telegram.inject(TelegramFault.server_error(), method="sendPhoto")
+        telegram.inject(TelegramFault.retry_after(1), method="sendPhoto")
         env = cli_env(tmp_path, mexc.base_url, telegram.url)
         run = await run_cli(["run", "psar_bot", "--once", "--log-level", "DEBUG"], env, tmp_path)
         outputs += [run.stdout.encode(), run.stderr.encode()]

@@ -18,7 +18,7 @@ from bots.psar_bot import PsarBot, PsarParams
 from common.types import Candles, Setup
 from tests.fakes.csvdata import OhlcvArrays
 from tests.fakes.mexc import FakeMexc
-from tests.fakes.telegram import FakeTelegram, Fault
+from tests.fakes.telegram import PNG_SIGNATURE, FakeTelegram, Fault
 from tests.harness import (
     CHAT,
     H4_MS,
@@ -173,6 +173,8 @@ async def test_alert_reaches_telegram_exactly_and_is_stored(
     assert first.returncode == 0, first.stderr
     sent = telegram.messages()
     assert [m.text for m in sent] == [text]
+    # The card is the caption of the alert's chart (it fits in Telegram's 1024 characters).
+    assert (sent[0].method.lower(), sent[0].photo_head) == ("sendphoto", PNG_SIGNATURE)
     assert sent[0].chat_id == int(CHAT)
     assert sent[0].parse_mode == "HTML"
     rows = _stored(tmp_path)
@@ -207,7 +209,7 @@ async def test_alert_survives_telegram_flood_control(
     mexc, telegram = fakes
     data = sample_4h()
     serve_until(mexc, data, _first_signal_bar(data))
-    telegram.inject(Fault.retry_after(1), method="sendMessage")
+    telegram.inject(Fault.retry_after(1), method="sendPhoto")
     write_config(tmp_path)
 
     run = await run_cli(

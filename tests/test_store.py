@@ -122,6 +122,9 @@ def test_admit_accepts_and_writes_signal_and_outbox_row_together(store: Store) -
         "last_error": None,
         "sent_ms": None,
         "message_id": None,
+        "chart_state": "none",
+        "chart_path": None,
+        "part_message_id": None,
     }
     assert store.count_pending() == 1
 

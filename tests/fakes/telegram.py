@@ -585,6 +585,7 @@ class _PendingFault:
     fault: Fault
     remaining: int
     method: str | None  # lower-cased; Bot API method names are case-insensitive
+    chat: int | None = None  # only requests to this chat (resolved id), or any
 
 
 @dataclass(frozen=True)
@@ -788,15 +789,18 @@ class FakeTelegram:
         (self._forbidden if forbidden else self._chats).add(chat_id)
         return chat_id
 
-    def inject(self, fault: Fault, *, times: int = 1, method: str | None = None) -> None:
-        """Answer the next ``times`` requests (of ``method``, or any) with ``fault``.
+    def inject(
+        self, fault: Fault, *, times: int = 1, method: str | None = None, chat: int | str | None = None
+    ) -> None:
+        """Answer the next ``times`` requests (of ``method`` and to ``chat``, or any) with ``fault``.
 
         Faults queue up and apply to matching requests in arrival order. Remember that entering
         ``async with Bot(...)`` calls getMe: pass ``method="sendMessage"`` to leave it alone.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
-        self._faults.append(_PendingFault(fault, times, None if method is None else method.lower()))
+        target = None if chat is None else self._resolve_known(chat)
+        self._faults.append(_PendingFault(fault, times, None if method is None else method.lower(), target))
 
     def enforce_limits(
         self, per_chat_per_second: float = 1, per_group_per_minute: int = 20, per_bot_per_second: int = 30
@@ -963,7 +967,10 @@ class FakeTelegram:
 
     async def _apply_fault(self, call: _Call) -> None:
         lowered = call.method.lower()
-        pending = next((p for p in self._faults if p.method in (None, lowered)), None)
+        chat_id = self._resolve_known(call.chat_id)
+        pending = next(
+            (p for p in self._faults if p.method in (None, lowered) and p.chat in (None, chat_id)), None
+        )
         if pending is None:
             return
         pending.remaining -= 1
