@@ -118,7 +118,7 @@ class NoopStrategy:
         self.calls = 0
         self.seconds = 0.0
 
-    def needs(self, params: NoopParams) -> DataNeeds:
+    def needs(self, params: NoopParams, timeframe: str) -> DataNeeds:
         """``lookback`` bars of the bot's timeframe, plus the extra timeframes."""
         return DataNeeds(lookback=params.lookback, extra_timeframes=params.extra_timeframes)
 
@@ -145,6 +145,9 @@ class SilentNotifier:
     def backlog(self) -> int:
         """Nothing queued."""
         return 0
+
+    def interrupt(self) -> None:
+        """Nothing is ever in flight."""
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -262,7 +265,7 @@ def build_fleet(symbols: Sequence[str]) -> list[BotRuntime]:
             params=params,
             risk=risk,
         )
-        bots.append(BotRuntime(settings=settings, strategy=strategy, needs=strategy.needs(params)))
+        bots.append(BotRuntime(settings=settings, strategy=strategy, needs=strategy.needs(params, timeframe)))
     return bots
 
 

@@ -73,8 +73,12 @@ class Strategy(Protocol, Generic[P]):
     name: str
     params_model: type[P]
 
-    def needs(self, params: P) -> DataNeeds:
-        """How much history and which extra timeframes the scan needs with these parameters."""
+    def needs(self, params: P, timeframe: str) -> DataNeeds:
+        """How much history, which extra timeframes and extras the scan needs.
+
+        ``timeframe`` is the bot's own (from global_config.json): a multi-timeframe strategy derives
+        its higher timeframes from it.
+        """
         ...
 
     def scan(self, data: MarketData, params: P) -> Sequence[Setup]:

@@ -139,7 +139,11 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
         strategy: Strategy[Any] = REGISTRY[name]
         bot_settings = config.bots[name]
         bots.append(
-            BotRuntime(settings=bot_settings, strategy=strategy, needs=strategy.needs(bot_settings.params))
+            BotRuntime(
+                settings=bot_settings,
+                strategy=strategy,
+                needs=strategy.needs(bot_settings.params, bot_settings.timeframe),
+            )
         )
     # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
     no_token = all(settings.token_for(name) is None for name in names)

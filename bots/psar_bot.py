@@ -65,7 +65,7 @@ class PsarBot:
     name = "psar_bot"
     params_model = PsarParams
 
-    def needs(self, params: PsarParams) -> DataNeeds:
+    def needs(self, params: PsarParams, timeframe: str) -> DataNeeds:
         """SAR and ADX need history to settle: ``lookback`` bars of the bot's timeframe."""
         return DataNeeds(lookback=params.lookback)
 

@@ -78,6 +78,10 @@ class Notifier(Protocol):
         """How many messages this notifier still has to deliver."""
         ...
 
+    def interrupt(self) -> None:
+        """End the pass in progress once the sends already in flight are answered and recorded."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -130,6 +134,9 @@ class ConsoleNotifier:
     def backlog(self) -> int:
         """Messages this run queued and has not printed yet."""
         return self._store.count_pending(self._bots, after_id=self._after_id)
+
+    def interrupt(self) -> None:
+        """Printing never waits: nothing to interrupt."""
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -194,6 +201,7 @@ class TelegramNotifier:
         self._routes: dict[str, _Route] = {}  # bot name -> route
         self._backoff_until: dict[str, float] = {}  # chat -> monotonic time (network trouble)
         self._bad_tokens: set[str] = set()
+        self._interrupted = False  # set by interrupt(): the pass in progress ends after its sends
 
     def _client(self, token: str) -> tuple[str, Bot]:
         key = token_key(token)
@@ -272,6 +280,7 @@ class TelegramNotifier:
 
     async def deliver_pending(self, deadline: float | None = None) -> int:
         """One pass: every chat's pending messages in queue order, each chat in its own task."""
+        self._interrupted = False
         if not self._routes:
             return 0
         by_chat: dict[tuple[str, str], list[OutboxMessage]] = {}
@@ -285,11 +294,15 @@ class TelegramNotifier:
         """Messages of this process's bots still waiting to be sent."""
         return self._store.count_pending(self._routes) if self._routes else 0
 
+    def interrupt(self) -> None:
+        """End the pass in progress: no new send starts; those on the wire finish and are recorded."""
+        self._interrupted = True
+
     async def _drain(self, queue: list[OutboxMessage], deadline: float | None) -> int:
         """Send one chat's messages in order; stop at the first that must wait."""
         delivered = 0
         for message in queue:
-            if deadline is not None and time.monotonic() >= deadline:
+            if self._interrupted or (deadline is not None and time.monotonic() >= deadline):
                 break
             step = await self._deliver(message, self._routes[message.bot], deadline)
             if step is _Step.WAIT:
@@ -299,7 +312,7 @@ class TelegramNotifier:
 
     async def _slot(self, route: _Route, deadline: float | None) -> bool:
         """Wait (briefly) for this chat's next send slot; False when it is not due within this pass."""
-        while True:
+        while not self._interrupted:
             now = time.monotonic()
             backoff = self._backoff_until.get(route.chat, 0.0) - now
             wait_s = max(backoff, 0.0)
@@ -311,6 +324,7 @@ class TelegramNotifier:
             if wait_s > INLINE_WAIT_S or (deadline is not None and now + wait_s > deadline):
                 return False
             await asyncio.sleep(wait_s)
+        return False
 
     async def _deliver(self, message: OutboxMessage, route: _Route, deadline: float | None) -> _Step:
         """Try one message (both parts when a photo's caption cannot hold the card)."""

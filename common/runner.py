@@ -49,6 +49,8 @@ log = get_logger(__name__)
 STALE_RETRY_MS = 5_000
 #: How many times to look again for one late candle before waiting for the next close.
 STALE_RETRIES = 3
+#: How long a stopping runner lets a delivery pass finish the sends it has on the wire.
+DELIVERY_STOP_S = 10.0
 #: How long a stopping runner waits for charts still being drawn.
 CHART_FINISH_S = 10.0
 #: Pauses between attempts to reach an exchange that is down at start (doubling up to the max).
@@ -128,6 +130,7 @@ class Runner:
         # Per symbol, the extras (funding, trades, book, ticker) its bots need, merged.
         self._extras_need: dict[str, ExtrasNeed] = {}
         self._wake_delivery = asyncio.Event()
+        self._delivery_stopping = False
         self._started_monotonic = time.monotonic()
         self._last_status_ms: int | None = None
         self._live = True
@@ -221,8 +224,7 @@ class Runner:
                 await self._cycle()
         finally:
             await self._finish_charts()
-            delivery.cancel()
-            await asyncio.gather(delivery, return_exceptions=True)
+            await self._stop_delivery(delivery)
 
     async def _finish_charts(self) -> None:
         """Give charts still being drawn a few seconds, so their alerts leave with them."""
@@ -245,6 +247,25 @@ class Runner:
             wake = min(wake, now + STALE_RETRY_MS)
         return wake
 
+    async def _stop_delivery(self, delivery: asyncio.Task[None]) -> None:
+        """End the delivery task without cutting a send in flight (a cut send would be repeated).
+
+        The pass in progress is interrupted after the requests already on the wire have been
+        answered and recorded; only a pass that still has not ended after ``DELIVERY_STOP_S`` is
+        cancelled (at-least-once delivery then repeats at most that message).
+        """
+        self._delivery_stopping = True
+        self._notifier.interrupt()
+        self._wake_delivery.set()
+        done, _ = await asyncio.wait({delivery}, timeout=DELIVERY_STOP_S)
+        if not done:
+            delivery.cancel()
+        await asyncio.gather(delivery, return_exceptions=True)
+
+    def _stopping_delivery(self) -> bool:
+        # A method, not the attribute, so the loop re-reads it after each await.
+        return self._delivery_stopping
+
     async def _delivery_loop(self) -> None:
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
@@ -255,6 +276,8 @@ class Runner:
             except TimeoutError:
                 pass
             self._wake_delivery.clear()
+            if self._stopping_delivery():
+                return
             try:
                 await self._notifier.deliver_pending()
             except FleetError as exc:

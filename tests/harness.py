@@ -163,7 +163,7 @@ def bot_runtime(strategy: Any, timeframe: str, symbols: Sequence[str], params: B
         params=params,
         risk=RiskSettings(),
     )
-    return BotRuntime(settings=settings, strategy=strategy, needs=strategy.needs(params))
+    return BotRuntime(settings=settings, strategy=strategy, needs=strategy.needs(params, timeframe))
 
 
 def in_process_runner(

@@ -173,7 +173,7 @@ class FundingReader:
     params_model: type[NoParams] = NoParams
     seen: list[tuple[int, int, int]] = field(default_factory=list)
 
-    def needs(self, params: NoParams) -> DataNeeds:
+    def needs(self, params: NoParams, timeframe: str) -> DataNeeds:
         """50 candles and 20 funding settlements."""
         return DataNeeds(lookback=50, extras=ExtrasNeed(funding=20))
 

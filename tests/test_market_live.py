@@ -286,7 +286,7 @@ class Recorder:
     params_model: type[RecorderParams] = RecorderParams
     seen: list[tuple[str, str, int, dict[str, int]]] = field(default_factory=list)
 
-    def needs(self, params: RecorderParams) -> DataNeeds:
+    def needs(self, params: RecorderParams, timeframe: str) -> DataNeeds:
         """The configured lookback and extra timeframes."""
         return DataNeeds(lookback=self.lookback, extra_timeframes=self.extra_timeframes)
 

@@ -68,4 +68,4 @@ def test_configured_params_validate_with_the_strategy_model(name: str) -> None:
     for key, value in params.items():
         assert dumped[key] == value, key
     # needs() works with the configured params and asks for a positive history.
-    assert REGISTRY[name].needs(parsed).lookback > 0
+    assert REGISTRY[name].needs(parsed, "1h").lookback > 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import pytest
 import talib
@@ -11,7 +9,7 @@ import talib
 from bots.base import MarketData
 from bots.psar_bot import PsarBot, PsarParams, trend_run_lengths
 from common.types import Candles, Direction, Setup
-from tests.fakes.csvdata import load_ohlcv_csv, require_shared_data
+from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real
 
 pytestmark = pytest.mark.unit
 
@@ -234,46 +232,9 @@ def test_placeholder_bar_never_fires() -> None:
 # -- real data ------------------------------------------------------------------------------------
 
 
-@cache
-def real(relative: str, rows: int | None = None) -> Candles:
-    """A shared market-data file as Candles (its first ``rows`` rows when given)."""
-    path = require_shared_data(*relative.split("/"))
-    data = load_ohlcv_csv(path)
-    if rows is not None:
-        data = data.slice(0, rows)
-    name = path.name.removesuffix(".csv.gz")
-    symbol, timeframe = name.split("-")
-    return Candles(
-        symbol=symbol.replace("_", "/"),
-        timeframe=timeframe,
-        ts=data.ts.copy(),
-        open=data.open.copy(),
-        high=data.high.copy(),
-        low=data.low.copy(),
-        close=data.close.copy(),
-        volume=data.volume.copy(),
-    )
-
-
 def test_no_look_ahead_on_real_btc_15m() -> None:
     """At 50 seeded cut points t, scanning the first t bars gives the setups on bar t-1 as scanning all."""
-    series = real("binance_spot/BTC_USDT-15m.csv.gz", 3000)
-    everything = scan(series)
-    assert len(everything) >= 25  # enough flips to aim half the cut points at them
-    rng = np.random.default_rng(20240101)
-    index_of = {int(ts): i for i, ts in enumerate(series.ts)}
-    signal_cuts = rng.choice([index_of[s.bar_ts] + 1 for s in everything], size=25, replace=False)
-    random_cuts = rng.choice(np.arange(40, len(series) + 1), size=25, replace=False)
-    compared_nonempty = 0
-    for t in (*signal_cuts.tolist(), *random_cuts.tolist()):
-        last_ts = int(series.ts[t - 1])
-        partial = scan(series.head(t))
-        expected = [s for s in everything if s.bar_ts == last_ts]
-        assert [s for s in partial if s.bar_ts == last_ts] == expected, t
-        # And nothing earlier changed either: the partial scan is a prefix of the full one.
-        assert partial == [s for s in everything if s.bar_ts <= last_ts], t
-        compared_nonempty += bool(expected)
-    assert compared_nonempty >= 25
+    assert_no_look_ahead(scan, real("binance_spot/BTC_USDT-15m.csv.gz", 3000), min_nonempty=25)
 
 
 @pytest.mark.parametrize("relative", ["binance_spot/ETH_USDT-4h.csv.gz", "binance_spot/BTC_USDT-4h.csv.gz"])
@@ -281,7 +242,7 @@ def test_fires_sometimes_but_rarely_on_a_whole_real_series(relative: str) -> Non
     """On a whole real 4h series the bot fires at least once and on under 5 % of bars; each setup is sane."""
     series = real(relative)
     setups = scan(series)
-    assert 1 <= len(setups) < 0.05 * len(series)
+    assert_fires_rarely(setups, series)
     sar, adx, _ = reference(series)
     index_of = {int(ts): i for i, ts in enumerate(series.ts)}
     for setup in setups:
