@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.market import ExtrasNeed
 from common.market.extras import BookTop, FundingRates, Ticker24h, Trades
-from common.types import Candles, Setup
+from common.types import Candles, Direction, FloatArray, Setup
 
 
 class StrategyParams(BaseModel):
@@ -83,4 +83,19 @@ class Strategy(Protocol, Generic[P]):
 
     def scan(self, data: MarketData, params: P) -> Sequence[Setup]:
         """Every setup in ``data``, oldest first, each on a closed bar (``Setup.bar_ts``)."""
+        ...
+
+
+class TrailingStops(Protocol[P_contra]):
+    """Optional, for strategies whose indicator is a stop line (psar_bot's SAR, most_bot's MOST).
+
+    The tracker may trail an open signal's stop along it (see ARCHITECTURE.md, outcomes).
+    """
+
+    def trailing_stop(self, data: MarketData, params: P_contra, direction: Direction) -> FloatArray:
+        """For a position in ``direction``: the line's stop at each bar of ``data.candles``.
+
+        NaN where the line gives none for that side (a SAR above price does not trail a LONG). Bar t
+        uses bars <= t only, like ``scan``.
+        """
         ...

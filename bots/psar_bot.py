@@ -14,6 +14,9 @@ Parameters (``bots.psar_bot.params``), with defaults: acceleration 0.02, maximum
 adx_min 30, min_trend_bars 3, atr_period 14, min_stop_pct 0.5, lookback 300 (bars of history per scan;
 SAR and ADX depend on where the history starts, and 300 bars let them settle).
 
+``trailing_stop`` offers the SAR itself as a trailing stop for an open signal (the tracker may use
+it): the SAR where it is below the close for a LONG (above for a SHORT), NaN elsewhere.
+
 TA-Lib conventions used: SAR's first value is at index 1 (lookback 1); ADX(n) has lookback 2n - 1;
 ATR(n) has lookback n; earlier values are NaN, and a bar with any NaN input is never a signal.
 """
@@ -28,7 +31,7 @@ import talib
 from pydantic import Field, model_validator
 
 from bots.base import DataNeeds, MarketData, StrategyParams
-from common.types import Direction, Setup
+from common.types import Direction, FloatArray, Setup
 
 
 class PsarParams(StrategyParams):
@@ -68,6 +71,18 @@ class PsarBot:
     def needs(self, params: PsarParams, timeframe: str) -> DataNeeds:
         """SAR and ADX need history to settle: ``lookback`` bars of the bot's timeframe."""
         return DataNeeds(lookback=params.lookback)
+
+    def trailing_stop(self, data: MarketData, params: PsarParams, direction: Direction) -> FloatArray:
+        """The SAR as a trailing stop: below price for a LONG, above for a SHORT, NaN on the other side.
+
+        TA-Lib's SAR at bar t uses bars <= t (it is the stop for bar t+1 computed at t's close), so the
+        line never looks ahead; it only ever moves in the trend's favour until the trend flips.
+        """
+        c = data.candles
+        sar = talib.SAR(c.high, c.low, acceleration=params.acceleration, maximum=params.maximum)
+        on_side = c.close > sar if direction is Direction.LONG else c.close < sar
+        trail: FloatArray = np.where(on_side, sar, np.nan)
+        return trail
 
     def scan(self, data: MarketData, params: PsarParams) -> Sequence[Setup]:
         """Every qualifying SAR flip in ``data.candles``, oldest first."""

@@ -262,3 +262,27 @@ def test_fires_sometimes_but_rarely_on_a_whole_real_series(relative: str) -> Non
             assert series.close[i] <= sar[i]
             assert series.close[i - 1] > sar[i - 1]
             assert setup.stop == max(float(sar[i]), setup.entry + setup.entry * 0.005)
+
+
+def test_trailing_stop_is_the_sar_on_the_trade_side_without_look_ahead() -> None:
+    """The LONG trail is the SAR where price is above it (NaN elsewhere), the SHORT trail the mirror;
+    the trail over the first t bars equals the full one's first t values."""
+    series = real("binance_spot/BTC_USDT-4h.csv.gz", 400)
+    sar, _, _ = reference(series)
+    long_trail = BOT.trailing_stop(MarketData(candles=series), DEFAULTS, Direction.LONG)
+    short_trail = BOT.trailing_stop(MarketData(candles=series), DEFAULTS, Direction.SHORT)
+    above = series.close > sar
+    below = series.close < sar
+    assert np.array_equal(long_trail[above], sar[above])
+    assert np.isnan(long_trail[~above]).all()
+    assert np.array_equal(short_trail[below], sar[below])
+    assert np.isnan(short_trail[~below]).all()
+    assert above.sum() > 50
+    assert below.sum() > 50
+    for t in (60, 137, 251, 399):
+        partial = BOT.trailing_stop(MarketData(candles=series.head(t)), DEFAULTS, Direction.LONG)
+        np.testing.assert_array_equal(partial, long_trail[:t])
+    # While a long trend lasts the trail only rises.
+    runs = trend_run_lengths(np.where(above, 1, -1).astype(np.int64))
+    for i in np.flatnonzero(above[1:] & above[:-1] & (runs[1:] > 1)) + 1:
+        assert long_trail[i] >= long_trail[i - 1]
