@@ -22,7 +22,8 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.runtime
 	rm -rf $(DEMO)
 	BOTS_STATE_DIR=$(DEMO)/state BOTS_LOG_DIR=$(DEMO)/logs TELEGRAM_BOT_TOKEN= \
-		$(BIN)/python -m bots run --all --dry-run --source replay:data/sample --log-level WARNING
+		$(BIN)/python -m bots run --all --dry-run --source replay:data/sample --start 2024-08-15 \
+		--log-level WARNING
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

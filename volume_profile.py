@@ -33,13 +33,13 @@ import numpy as np
 import talib
 from dotenv import load_dotenv
 
-from common.cards import format_price
 from common.clock import Clock, SimulatedClock, WallClock
 from common.config import MEXC_TIMEFRAMES, FleetConfig, Settings, load_config
 from common.errors import ConfigError, DataError, FleetError
 from common.logging_config import configure_logging, get_logger
 from common.market import MarketSource, SeriesKey
 from common.market.replay import ReplaySource
+from common.prices import format_price
 from common.types import Candles, Direction, FloatArray, Levels, Setup
 from tp_sl_calculator import LevelsRejected, RejectReason, RiskSettings, atr, calculate_levels
 
@@ -625,7 +625,7 @@ async def _main(args: argparse.Namespace, settings: Settings, config: FleetConfi
     try:
         problems = await source.open([SeriesKey(args.symbol, args.timeframe)])
         if problems:
-            raise DataError(next(iter(problems.values())))
+            raise DataError(problems[0].text)
         if replay is not None:
             simulated.set(args.at if args.at is not None else replay.end_ms())
         candles = await source.closed_candles(args.symbol, args.timeframe, args.candles)

@@ -64,7 +64,7 @@ from common.config import (
 )
 from common.events import EventLog
 from common.logging_config import configure_logging
-from common.market import ExtrasNeed, MarketInfo, MarketSource, SeriesKey, SymbolExtras
+from common.market import ExtrasNeed, MarketInfo, MarketSource, SeriesKey, SourceProblem, SymbolExtras
 from common.market.replay import ReplaySource
 from common.runner import BotRuntime, Runner
 from common.store import Store
@@ -175,7 +175,7 @@ class CountingSource:
 
     async def open(
         self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
-    ) -> dict[str, str]:
+    ) -> list[SourceProblem]:
         """Open the inner source."""
         return await self._inner.open(series, extras)
 

@@ -10,6 +10,31 @@ from __future__ import annotations
 from typing import Any
 
 from bots.base import Strategy
+from bots.candlestick_bot import CandlestickBot
+from bots.fib_reversal_bot import FibReversalBot
+from bots.fib_swing_bot import FibSwingBot
+from bots.harmonic_bot import HarmonicBot
+from bots.most_bot import MostBot
+from bots.mtf_bot import MtfBot
+from bots.orb_bot import OrbBot
 from bots.psar_bot import PsarBot
+from bots.strat_bot import StratBot
+from bots.volume_bot import VolumeBot
+from bots.volume_profile_bot import VolumeProfileBot
 
-REGISTRY: dict[str, Strategy[Any]] = {bot.name: bot for bot in (PsarBot(),)}
+REGISTRY: dict[str, Strategy[Any]] = {
+    bot.name: bot
+    for bot in (
+        PsarBot(),
+        MostBot(),
+        CandlestickBot(),
+        MtfBot(),
+        VolumeProfileBot(),
+        OrbBot(),
+        VolumeBot(),
+        StratBot(),
+        FibSwingBot(),
+        FibReversalBot(),
+        HarmonicBot(),
+    )
+}

@@ -57,6 +57,10 @@ class MarketData:
 
     candles: Candles
     other_timeframes: Mapping[str, Candles] = field(default_factory=dict)
+    #: The index of the first bar whose setups the caller keeps (the runner keeps only the newest
+    #: bar). A strategy MAY skip work for earlier bars, but its setups from this bar on must be
+    #: exactly those of a full scan; most strategies ignore it (their whole-history pass is cheap).
+    keep_from: int = 0
     funding: FundingRates | None = None
     trades: Trades | None = None
     book: BookTop | None = None

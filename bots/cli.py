@@ -16,13 +16,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
 
 from bots import REGISTRY
-from bots.base import Strategy
+from bots.base import DataNeeds, Strategy
 from common.clock import Clock, SimulatedClock, WallClock
 from common.config import FleetConfig, Settings, load_config
 from common.errors import ConfigError, FleetError
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         "--source", default="mexc", help="mexc (live, default) or replay:DIR[,DIR...] (history files)"
     )
     run.add_argument(
+        "--start",
+        type=_utc_ms,
+        metavar="ISO-TIME",
+        help="replay only: begin at this UTC time (e.g. 2024-08-01) instead of the first warm bar",
+    )
+    run.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -89,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        try:
+            for name in config.bots:
+                _needs(config, name)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
         enabled = sum(1 for bot in config.bots.values() if bot.enabled)
         print(f"{config.path}: OK ({len(config.bots)} bots, {enabled} enabled)")
         return 0
@@ -109,6 +122,31 @@ class _RunPlan:
     bots: list[BotRuntime]
     replay_dirs: list[Path] | None
     dry_run: bool
+    replay_from_ms: int | None = None
+
+
+def _utc_ms(text: str) -> int:
+    """An ISO time (a date alone is midnight; no zone means UTC) as Unix milliseconds, for argparse."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO time such as 2024-08-01 or 2024-08-01T12:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _needs(config: FleetConfig, name: str) -> DataNeeds:
+    """What bot ``name`` needs with its configured parameters and timeframe; a mismatch between them
+    (a timeframe the strategy cannot use, say) is a one-line ConfigError naming the bot."""
+    settings = config.bots[name]
+    try:
+        return REGISTRY[name].needs(settings.params, settings.timeframe)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{config.path}: bots.{name}: {message}") from None
 
 
 def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> _RunPlan:
@@ -138,17 +176,13 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
     for name in names:
         strategy: Strategy[Any] = REGISTRY[name]
         bot_settings = config.bots[name]
-        bots.append(
-            BotRuntime(
-                settings=bot_settings,
-                strategy=strategy,
-                needs=strategy.needs(bot_settings.params, bot_settings.timeframe),
-            )
-        )
+        bots.append(BotRuntime(settings=bot_settings, strategy=strategy, needs=_needs(config, name)))
     # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
     no_token = all(settings.token_for(name) is None for name in names)
     dry_run = args.dry_run or replay_dirs is not None or no_token
-    return _RunPlan(bots=bots, replay_dirs=replay_dirs, dry_run=dry_run)
+    if args.start is not None and replay_dirs is None:
+        raise ConfigError("run: --start only applies to a replay (--source replay:DIR)")
+    return _RunPlan(bots=bots, replay_dirs=replay_dirs, dry_run=dry_run, replay_from_ms=args.start)
 
 
 def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
@@ -222,6 +256,7 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         close_delay_ms=0 if plan.replay_dirs else round(config.exchange.candle_close_delay_s * 1000),
         # A replay draws no charts: hundreds of images of history nobody is sent.
         charts_dir=None if replay else _chart_dir(settings.state_dir / "charts"),
+        replay_from_ms=plan.replay_from_ms,
     )
     try:
         await runner.prepare(wait_for_source=not once)

@@ -10,11 +10,10 @@ with a marker to fit.
 from __future__ import annotations
 
 import html
-import math
 import re
-from decimal import Decimal
 
 from common.clock import utc_text
+from common.prices import format_price
 from common.store import BotRecord, Outcome
 from common.types import Direction, Signal, timeframe_ms
 
@@ -24,22 +23,6 @@ TELEGRAM_CAPTION_LIMIT = 1024
 TRIM_MARKER = "… [trimmed]"
 #: Room kept free in every card for the late-alert line the notifier may put in front of it.
 LATE_NOTE_ROOM = 120
-
-
-def format_price(value: float, tick_size: float | None = None) -> str:
-    """A price with the market's decimals (from its tick) or, without a tick, 6 significant digits.
-
-    Six significant digits keep BTC at 2 decimals (43250.51) and small coins readable (0.0812345)
-    without float noise such as 0.30000000000000004.
-    """
-    if tick_size is not None and tick_size > 0:
-        # As many decimals as the tick itself has: 0.01 -> 2, 0.25 -> 2, 5 -> 0.
-        exponent = Decimal(repr(tick_size)).normalize().as_tuple().exponent
-        decimals = max(0, -int(exponent))
-    else:
-        magnitude = math.floor(math.log10(abs(value))) if value else 0
-        decimals = max(2, 5 - magnitude)
-    return f"{value:.{decimals}f}"
 
 
 def _pct(value: float) -> str:

@@ -42,8 +42,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 from matplotlib.transforms import offset_copy
 
-from common.cards import format_price
 from common.errors import DataError
+from common.prices import format_price
 from common.types import Candles, Direction, FloatArray, IntArray, KeyPoint, Signal
 
 WIDTH_PX = 1000

@@ -386,7 +386,10 @@ class TelegramNotifier:
             if not await self._slot(route, deadline):
                 return _Step.WAIT
             try:
-                sent = await self._send(route, text, photo, reply_to, plain=plain)
+                try:
+                    sent = await self._send(route, text, photo, reply_to, plain=plain)
+                finally:
+                    self._limiter.finished(route.bot_key, route.chat)
             except RetryAfter as exc:
                 seconds = _retry_after_s(exc)
                 bot_wide = self._limiter.pause(route.bot_key, route.chat, seconds)

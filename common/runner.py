@@ -36,7 +36,7 @@ from common.config import BotSettings, FleetConfig
 from common.errors import CircuitOpen, FleetError, TemporaryError
 from common.events import EventLog, EventType
 from common.logging_config import get_logger, new_correlation_id
-from common.market import ExtrasNeed, MarketSource, SeriesKey, SymbolExtras
+from common.market import ExtrasNeed, MarketSource, SeriesKey, SourceProblem, SymbolExtras
 from common.notifier import Notifier
 from common.store import GateRules, GateVerdict, Store
 from common.tracker import track
@@ -113,6 +113,7 @@ class Runner:
         stop: asyncio.Event,
         close_delay_ms: int = 0,
         charts_dir: Path | None = None,
+        replay_from_ms: int | None = None,
     ) -> None:
         self._bots = list(bots)
         self._source = source
@@ -125,6 +126,8 @@ class Runner:
         self._close_delay_ms = close_delay_ms
         # Where alert charts are drawn (None: no charts, as in a replay); each in a worker thread.
         self._charts_dir = charts_dir
+        # A replay starts no earlier than this (the series still warm up on the history before it).
+        self._replay_from_ms = replay_from_ms
         self._chart_tasks: set[asyncio.Task[None]] = set()
         self._series: dict[SeriesKey, _SeriesState] = {}
         # Per symbol, the extras (funding, trades, book, ticker) its bots need, merged.
@@ -132,7 +135,7 @@ class Runner:
         self._wake_delivery = asyncio.Event()
         self._delivery_stopping = False
         self._started_monotonic = time.monotonic()
-        self._last_status_ms: int | None = None
+        self._last_status_s: float | None = None
         self._live = True
         self.cycles = 0
 
@@ -153,21 +156,32 @@ class Runner:
                     self._extras_need[symbol] = self._extras_need.get(symbol, ExtrasNeed()).merged(
                         bot.needs.extras
                     )
-        problems_by_symbol = await self._open_source(keys, wait=wait_for_source)
+        source_problems = await self._open_source(keys, wait=wait_for_source)
         problems = [
-            f"{symbol}: {text}" if not text.startswith(("symbol", symbol)) else text
-            for symbol, text in problems_by_symbol.items()
+            p.text if p.text.startswith(("symbol", p.symbol)) else f"{p.symbol}: {p.text}"
+            for p in dict.fromkeys(source_problems)
         ]
         blocked = await self._notifier.start([bot.name for bot in self._bots])
         problems.extend(blocked.values())
+        for problem in problems:
+            log.error(problem)
         runnable = []
         for bot in self._bots:
             if bot.name in blocked:
                 continue
-            symbols = [s for s in bot.settings.symbols if s not in problems_by_symbol]
+            timeframes = tuple(key.timeframe for key in bot.series(bot.settings.symbols[0]))
+            symbols = [
+                symbol
+                for symbol in bot.settings.symbols
+                if not any(p.blocks(symbol, timeframes, bool(bot.needs.extras)) for p in source_problems)
+            ]
             if not symbols:
                 problems.append(f"bot {bot.name}: no usable symbol; the bot does not run")
+                log.error(problems[-1])
                 continue
+            if len(symbols) < len(bot.settings.symbols):
+                missing = [s for s in bot.settings.symbols if s not in symbols]
+                log.warning(f"bot {bot.name}: runs without {', '.join(missing)} (see above)")
             runnable.append(bot)
             for symbol in symbols:
                 for key in bot.series(symbol):
@@ -177,11 +191,9 @@ class Runner:
                 state = self._series[bot.series(symbol)[0]]
                 state.bots.append((bot, symbol))
         self._bots = runnable
-        for problem in problems:
-            log.error(problem)
         return problems
 
-    async def _open_source(self, keys: list[SeriesKey], *, wait: bool) -> dict[str, str]:
+    async def _open_source(self, keys: list[SeriesKey], *, wait: bool) -> list[SourceProblem]:
         pause_s = OPEN_RETRY_FIRST_S
         while True:
             try:
@@ -208,6 +220,8 @@ class Runner:
     async def run(self, *, once: bool = False) -> None:
         """Cycle until stopped (or, with ``once``, a single cycle), then deliver what is queued."""
         start = self._source.start_ms({key: state.lookback for key, state in self._series.items()})
+        if start is not None and self._replay_from_ms is not None:
+            start = max(start, self._replay_from_ms)
         self._live = start is None
         if start is not None:
             self._clock_set(start)
@@ -317,7 +331,7 @@ class Runner:
             self._track(fetched)
             self._wake_delivery.set()
             self.cycles += 1
-            self._maybe_status(now)
+            self._maybe_status()
             log.debug("cycle done", series=len(fetched), seconds=round(time.monotonic() - started, 3))
         finally:
             structlog.contextvars.unbind_contextvars("cycle_id")
@@ -436,6 +450,7 @@ class Runner:
             data = MarketData(
                 candles=candles,
                 other_timeframes=others,
+                keep_from=len(candles) - 1,
                 funding=got.funding,
                 trades=got.trades,
                 book=got.book,
@@ -568,11 +583,19 @@ class Runner:
                     r_multiple=round(result.outcome.r_multiple, 4),
                 )
 
-    def _maybe_status(self, now: int) -> None:
-        interval_ms = int(self._config.runner.status_interval_s * 1000)
-        if self._last_status_ms is not None and now - self._last_status_ms < interval_ms:
+    def _maybe_status(self) -> None:
+        """A STATUS event at most every ``runner.status_interval_s`` of WALL time.
+
+        Wall time, not the run's clock: STATUS is the process's heartbeat (uptime, backlog), and a
+        replay's clock jumps a candle per cycle, which would write one per cycle.
+        """
+        now = time.monotonic()
+        if (
+            self._last_status_s is not None
+            and now - self._last_status_s < self._config.runner.status_interval_s
+        ):
             return
-        self._last_status_ms = now
+        self._last_status_s = now
         open_by_bot: dict[str, int] = {}
         for stored in self._store.open_signals():
             open_by_bot[stored.signal.bot] = open_by_bot.get(stored.signal.bot, 0) + 1

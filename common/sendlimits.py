@@ -8,9 +8,11 @@ the state database in one ``BEGIN IMMEDIATE`` transaction (the same lock the sig
 and a 429 is recorded there as a pause that every process sees.
 
 Private chats (positive ids) have no per-minute limit; groups and channels (negative ids,
-``@username``) do. The windows are kept with a small safety margin, because a reservation is made
-just before its request leaves and network jitter can bring two requests closer on Telegram's side.
-Times are wall-clock milliseconds: the only clock two processes share.
+``@username``) do. A reservation is stamped when it is taken and stamped again when the answer has
+come (``finished``): Telegram saw the request somewhere in between, so spacing the next request from
+the later stamp keeps the limits even when a request is slow to leave (a loaded machine) or slow to
+be answered. The windows also keep a small margin. Times are wall-clock milliseconds: the only clock
+two processes share.
 
 The token itself is never stored: a bot is known by a short hash of it (``token_key``).
 """
@@ -69,6 +71,8 @@ class SendLimiter:
         self._db = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        # The rows of the reservation in flight per (bot, chat): restamped by ``finished``.
+        self._in_flight: dict[tuple[str, str], tuple[int, int]] = {}
 
     def close(self) -> None:
         """Close the connection."""
@@ -123,11 +127,23 @@ class SendLimiter:
                 due = max(due, last_second[rules.bot_per_second - 1] + SECOND_MS + MARGIN_MS)
             if due > now:
                 return due - now
-            db.executemany(
-                "INSERT INTO telegram_sends (scope, at_ms) VALUES (?, ?)",
-                [(chat_scope, now), (bot_scope, now)],
-            )
+            insert = "INSERT INTO telegram_sends (scope, at_ms) VALUES (?, ?)"
+            chat_row = db.execute(insert, (chat_scope, now)).lastrowid or 0
+            bot_row = db.execute(insert, (bot_scope, now)).lastrowid or 0
+        self._in_flight[(bot, chat)] = (chat_row, bot_row)
         return 0
+
+    def finished(self, bot: str, chat: str) -> None:
+        """The request of the slot last reserved for ``chat`` has been answered: stamp it now.
+
+        The next slot is then measured from when Telegram had certainly seen the request.
+        """
+        rows = self._in_flight.pop((bot, chat), None)
+        if rows is None:
+            return
+        self._db.execute(
+            "UPDATE telegram_sends SET at_ms = MAX(at_ms, ?) WHERE rowid IN (?, ?)", (self._wall_ms(), *rows)
+        )
 
     def pause(self, bot: str, chat: str, retry_after_s: float) -> bool:
         """Record Telegram's ``retry_after`` for ``chat``; returns True when the whole bot is paused.

@@ -10,13 +10,13 @@ import pytest
 from common.cards import (
     LATE_NOTE_ROOM,
     TRIM_MARKER,
-    format_price,
     html_to_plain,
     late_note,
     record_line,
     result_message,
     signal_card,
 )
+from common.prices import format_price
 from common.store import BotRecord, Outcome
 from common.types import Direction, Levels, Signal
 from tests.fakes.telegram import parse_telegram_html

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bots import REGISTRY
 from tests.fakes.mexc import FakeMexc
 from tests.fakes.mexc import Fault as MexcFault
 from tests.fakes.telegram import FakeTelegram
@@ -36,7 +37,7 @@ VALID_BOT = {"symbols": ["BTC/USDT"], "timeframe": "1h"}
 BROKEN_CONFIGS = {
     "unknown bot": (
         json.dumps({"bots": {"psar_bot": VALID_BOT, "moon_bot": VALID_BOT}}),
-        "bots.moon_bot: unknown bot (known: psar_bot)",
+        f"bots.moon_bot: unknown bot (known: {', '.join(sorted(REGISTRY))})",
     ),
     "wrong type": (
         json.dumps({"bots": {"psar_bot": {**VALID_BOT, "max_open_signals": "many"}}}),
@@ -119,10 +120,11 @@ async def test_a_bad_symbol_is_one_line_with_suggestions_and_the_good_one_runs(
     run = await run_cli(["run", "psar_bot", "--once"], cli_env(tmp_path, mexc.base_url, None), tmp_path)
 
     assert run.returncode == 0, run.stderr
-    problem = "symbol BTC/USDTT is not listed on MEXC; did you mean BTC/USDT?"
-    assert [line for line in run.stderr.splitlines() if "BTC/USDTT" in line] == [
-        next(line for line in run.stderr.splitlines() if problem in line)
-    ]
+    problem = "[error    ] symbol BTC/USDTT is not listed on MEXC; did you mean BTC/USDT?"
+    naming = [line for line in run.stderr.splitlines() if "BTC/USDTT" in line]
+    assert len(naming) == 2
+    assert problem in naming[0]
+    assert "[warning  ] bot psar_bot: runs without BTC/USDTT (see above)" in naming[1]
     assert "Traceback" not in run.stderr
     assert [r.query["symbol"] for r in mexc.requests if r.path == "/api/v3/klines"] == ["BTCUSDT"]
     assert "psar_bot · alert (dry-run)" in run.stdout

@@ -16,7 +16,7 @@ from common.clock import SimulatedClock
 from common.config import (
     ExchangeSettings,
 )
-from common.market import ExtrasNeed, SeriesKey
+from common.market import ExtrasNeed, SeriesKey, SourceProblem
 from common.market.mexc import MexcSource
 from common.market.replay import ReplaySource
 from common.types import Setup
@@ -67,7 +67,7 @@ async def test_live_extras_come_from_ccxt_once_each_and_funding_history_is_cache
     async with fake:
         source = MexcSource(ExchangeSettings(timeout_ms=2000), clock, base_url=fake.base_url)
         try:
-            assert await source.open([SeriesKey(SWAP, "4h")], {SWAP: need}) == {}
+            assert await source.open([SeriesKey(SWAP, "4h")], {SWAP: need}) == []
             got = await source.extras(SWAP, need)
             assert got.funding is not None
             assert got.trades is not None
@@ -108,10 +108,14 @@ async def test_live_funding_for_a_spot_symbol_is_refused_at_start() -> None:
             problems = await source.open([SeriesKey("ETH/USDT", "4h")], {"ETH/USDT": ExtrasNeed(funding=30)})
         finally:
             await source.close()
-    assert problems == {
-        "ETH/USDT": "symbol ETH/USDT: funding rates exist only for perpetual swaps "
-        '(use {"symbol": "ETH/USDT", "market": "swap"})'
-    }
+    assert problems == [
+        SourceProblem(
+            "ETH/USDT",
+            "symbol ETH/USDT: funding rates exist only for perpetual swaps "
+            '(use {"symbol": "ETH/USDT", "market": "swap"})',
+            extras=True,
+        )
+    ]
 
 
 def shared_replay(clock: SimulatedClock) -> ReplaySource:
@@ -127,7 +131,7 @@ async def test_replay_extras_never_show_the_future() -> None:
     source = shared_replay(clock)
     need = ExtrasNeed(funding=30, book_depth=5, ticker=True)
     keys = [SeriesKey(SWAP, "1h"), SeriesKey("ETH/USDT:USDT", "1h")]
-    assert await source.open(keys, {SWAP: need, "ETH/USDT:USDT": ExtrasNeed(trades=25)}) == {}
+    assert await source.open(keys, {SWAP: need, "ETH/USDT:USDT": ExtrasNeed(trades=25)}) == []
     now = ms("2023-02-02T09:22:00")  # between two settlements, inside the ETH trades file
     clock.set(now)
     got = await source.extras(SWAP, need)
@@ -156,9 +160,8 @@ async def test_replay_without_a_funding_file_says_so_at_start(tmp_path: Path) ->
     sol = "SOL/USDT:USDT"
     problems = await source.open([SeriesKey(sol, "1h")], {sol: ExtrasNeed(funding=10)})
     where = f"{tmp_path}, {SHARED_DATA / 'binance_usdm_perp'}"
-    assert problems == {
-        sol: f"no funding_rate file for {sol} in {where} (looked for SOL_USDT-funding_rate.csv[.gz])"
-    }
+    text = f"no funding_rate file for {sol} in {where} (looked for SOL_USDT-funding_rate.csv[.gz])"
+    assert problems == [SourceProblem(sol, text, extras=True)]
 
 
 class NoParams(StrategyParams):

@@ -23,7 +23,7 @@ from common.clock import SimulatedClock
 from common.config import (
     ExchangeSettings,
 )
-from common.market import SeriesKey
+from common.market import SeriesKey, SourceProblem
 from common.market.mexc import MexcSource
 from common.runner import BotRuntime, Runner
 from common.types import Candles, Setup, timeframe_ms
@@ -120,7 +120,7 @@ async def test_spot_and_swap_load_and_fetch_closed_candles(fake: FakeMexc, clock
     source = make_source(fake, clock)
     try:
         problems = await source.open([SeriesKey("BTC/USDT", "4h"), SeriesKey(SWAP, "4h")])
-        assert problems == {}
+        assert problems == []
         spot, swap = source.market("BTC/USDT"), source.market(SWAP)
         assert (spot.kind, spot.tick_size, spot.contract_size) == ("spot", 0.01, 1.0)
         assert (swap.kind, swap.tick_size, swap.contract_size) == ("swap", 0.1, CONTRACT_SIZE)
@@ -247,10 +247,12 @@ async def test_a_bad_symbol_gets_suggestions_and_the_rest_loads(
     source = make_source(fake, clock)
     try:
         problems = await source.open([SeriesKey("BTC/USDTT", "4h"), SeriesKey("ETH/USDT", "4h")])
-        assert problems == {
-            "BTC/USDTT": "symbol BTC/USDTT is not listed on MEXC; "
-            "did you mean BTC/USDT, BTC/USDT:USDT, ETH/USDT?"
-        }
+        assert problems == [
+            SourceProblem(
+                "BTC/USDTT",
+                "symbol BTC/USDTT is not listed on MEXC; did you mean BTC/USDT, BTC/USDT:USDT, ETH/USDT?",
+            )
+        ]
         assert len(await source.closed_candles("ETH/USDT", "4h", 5)) == 5
     finally:
         await source.close()
@@ -261,10 +263,13 @@ async def test_spot_8h_is_refused_at_open(fake: FakeMexc, clock: SimulatedClock)
     source = make_source(fake, clock)
     try:
         problems = await source.open([SeriesKey("ETH/USDT", "8h")])
-        assert problems == {
-            "ETH/USDT": "symbol ETH/USDT: MEXC spot has no 8h candles "
-            "(offered: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w)"
-        }
+        assert problems == [
+            SourceProblem(
+                "ETH/USDT",
+                "symbol ETH/USDT: MEXC spot has no 8h candles (offered: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w)",
+                timeframe="8h",
+            )
+        ]
     finally:
         await source.close()
 

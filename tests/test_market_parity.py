@@ -74,7 +74,7 @@ async def test_replay_serves_what_live_would_have_served_at_every_close(tmp_path
     )
     key = SeriesKey("DOGE/USDT", "5m")
     replay = ReplaySource(tmp_path, replay_clock)
-    assert await replay.open([key]) == {}
+    assert await replay.open([key]) == []
     start = replay.start_ms({key: LOOKBACK})
     assert start is not None
     async with fake:
@@ -85,7 +85,7 @@ async def test_replay_serves_what_live_would_have_served_at_every_close(tmp_path
             budget=RequestBudget("test", 1000.0),  # the parity, not the pacing, is under test
         )
         try:
-            assert await live.open([key]) == {}
+            assert await live.open([key]) == []
             placeholders_seen = hole_filled_seen = 0
             for bar in range(BARS - 1):
                 now = start + bar * PERIOD + 3_000  # a few seconds after the close, as the runner wakes

@@ -64,8 +64,9 @@ def test_configured_params_validate_with_the_strategy_model(name: str) -> None:
     assert isinstance(params, dict)
     model = REGISTRY[name].params_model
     parsed = model.model_validate(params)
-    dumped = parsed.model_dump()
+    dumped = parsed.model_dump(mode="json")  # tuples as JSON lists, as in the file
     for key, value in params.items():
         assert dumped[key] == value, key
-    # needs() works with the configured params and asks for a positive history.
-    assert REGISTRY[name].needs(parsed, "1h").lookback > 0
+    # needs() works with the configured params and timeframe and asks for a positive history.
+    timeframe = str(global_bots()[name].get("timeframe", "1h"))
+    assert REGISTRY[name].needs(parsed, timeframe).lookback > 0

@@ -12,7 +12,7 @@ import pytest
 
 from common.clock import SimulatedClock
 from common.errors import DataError
-from common.market import MarketInfo, SeriesKey
+from common.market import MarketInfo, SeriesKey, SourceProblem
 from common.market.replay import ReplaySource, aggregate, read_ohlcv_file
 from common.types import Candles
 from tests.fakes.csvdata import load_ohlcv_csv, require_shared_data
@@ -61,7 +61,7 @@ async def opened(directory: Path, *keys: SeriesKey, now: int = 0) -> tuple[Repla
     """A replay source over ``directory`` with ``keys`` loaded (failing the test on any problem)."""
     clock = SimulatedClock(now)
     source = ReplaySource(directory, clock)
-    assert await source.open(list(keys)) == {}
+    assert await source.open(list(keys)) == []
     return source, clock
 
 
@@ -215,30 +215,34 @@ async def test_missing_file_is_a_problem_naming_the_pattern(tmp_path: Path) -> N
     write(tmp_path, "BTC_USDT-15m.csv", csv_text(ROWS_15M))
     source = ReplaySource(tmp_path, SimulatedClock(0))
     problems = await source.open([BTC_15M, SeriesKey("ETH/USDT", "1h")])
-    assert problems == {
-        "ETH/USDT": (
+    assert problems == [
+        SourceProblem(
+            "ETH/USDT",
             f"no replay file for ETH/USDT 1h in {tmp_path} "
-            "(looked for ETH_USDT-1h.csv[.gz] or a finer timeframe)"
+            "(looked for ETH_USDT-1h.csv[.gz] or a finer timeframe)",
+            timeframe="1h",
         )
-    }
+    ]
     # A finer file exists but a 5m series cannot come from 15m: same problem line.
     problems = await source.open([SeriesKey("BTC/USDT", "5m")])
-    assert problems == {
-        "BTC/USDT": (
+    assert problems == [
+        SourceProblem(
+            "BTC/USDT",
             f"no replay file for BTC/USDT 5m in {tmp_path} "
-            "(looked for BTC_USDT-5m.csv[.gz] or a finer timeframe)"
+            "(looked for BTC_USDT-5m.csv[.gz] or a finer timeframe)",
+            timeframe="5m",
         )
-    }
+    ]
 
 
 async def test_missing_directory_is_a_problem_for_every_symbol(tmp_path: Path) -> None:
     """A replay directory that does not exist is reported for each symbol."""
     missing = tmp_path / "nope"
     problems = await ReplaySource(missing).open([BTC_15M, SeriesKey("ETH/USDT", "15m")])
-    assert problems == {
-        "BTC/USDT": f"replay directory {missing} does not exist",
-        "ETH/USDT": f"replay directory {missing} does not exist",
-    }
+    assert problems == [
+        SourceProblem("BTC/USDT", f"replay directory {missing} does not exist"),
+        SourceProblem("ETH/USDT", f"replay directory {missing} does not exist"),
+    ]
 
 
 ROW0 = f"{T0},100.0,102.0,99.0,101.0,10.0\n"
@@ -295,7 +299,7 @@ async def test_bad_file_gives_a_data_error_naming_the_file(tmp_path: Path, body:
     assert message.startswith(f"{path}: {problem}")
     assert "\n" not in message
     problems = await ReplaySource(tmp_path).open([BTC_15M])
-    assert problems == {"BTC/USDT": message}
+    assert problems == [SourceProblem("BTC/USDT", message, timeframe="15m")]
 
 
 def test_bad_header_and_empty_file(tmp_path: Path) -> None:

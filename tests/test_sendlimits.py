@@ -121,3 +121,15 @@ def test_two_processes_share_the_limits(tmp_path: Path) -> None:
     assert second.reserve(BOT, GROUP) == 5_000 + MARGIN_MS
     first.close()
     second.close()
+
+
+def test_a_slow_request_is_spaced_from_its_answer_not_from_its_reservation(tmp_path: Path) -> None:
+    """A request answered 3 s after its reservation: the next slot is measured from the answer."""
+    clock = WallClock()
+    limit = limiter(tmp_path, clock)
+    start = clock.now
+    assert limit.reserve(BOT, GROUP) == 0
+    clock.now = start + 3_000  # the answer comes (Telegram saw the request somewhere in between)
+    limit.finished(BOT, GROUP)
+    assert limit.reserve(BOT, GROUP) == 1_050
+    limit.finished(BOT, "nothing in flight")  # a chat with nothing reserved: no effect

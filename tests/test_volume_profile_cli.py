@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common.cards import format_price
 from common.market.replay import aggregate, read_ohlcv_file
+from common.prices import format_price
 from common.types import Candles
 from tests.fakes.mexc import FakeMexc
 from tests.harness import H4_MS, REPO, SAMPLE, CliRun, avoid_candle_boundary, cli_env, sample_4h, serve_until

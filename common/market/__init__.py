@@ -42,6 +42,28 @@ class SeriesKey:
 
 
 @dataclass(frozen=True)
+class SourceProblem:
+    """Something a source cannot serve, found at ``open``: a whole symbol, one series, or its extras.
+
+    Only the bots that need what is missing lose the symbol: a 5m series missing from a replay
+    folder keeps the 1h bots on that symbol running.
+    """
+
+    symbol: str
+    text: str  # one line, naming what is missing and where it was looked for
+    timeframe: str | None = None  # this series only
+    extras: bool = False  # the symbol's funding / trades only
+
+    def blocks(self, symbol: str, timeframes: tuple[str, ...], needs_extras: bool) -> bool:
+        """Whether a bot reading ``timeframes`` (and extras when ``needs_extras``) of ``symbol`` is hit."""
+        if symbol != self.symbol:
+            return False
+        if self.extras:
+            return needs_extras
+        return self.timeframe is None or self.timeframe in timeframes
+
+
+@dataclass(frozen=True)
 class ExtrasNeed:
     """Market data beyond candles that a bot reads for each of its symbols (zero / False: none)."""
 
@@ -83,8 +105,8 @@ class MarketSource(Protocol):
 
     async def open(
         self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
-    ) -> dict[str, str]:
-        """Prepare the source; returns {symbol: one-line problem} for symbols that cannot be served.
+    ) -> list[SourceProblem]:
+        """Prepare the source; returns what it cannot serve (symbols, series, extras), one line each.
 
         ``extras`` says which symbols need what beyond candles, so a source that cannot provide it
         (funding for a spot symbol, a replay without a funding file) says so at start.

@@ -42,7 +42,7 @@ from common.clock import Clock, utc_text
 from common.config import ExchangeSettings
 from common.errors import ExchangeError, RateLimited, TemporaryError
 from common.logging_config import get_logger
-from common.market import ExtrasNeed, MarketInfo, SeriesKey, SymbolExtras
+from common.market import ExtrasNeed, MarketInfo, SeriesKey, SourceProblem, SymbolExtras
 from common.market.extras import (
     BookTop,
     FundingRates,
@@ -215,36 +215,36 @@ class MexcSource:
 
     async def open(
         self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
-    ) -> dict[str, str]:
-        """Load MEXC's markets; return a one-line problem (with close matches) for each unusable symbol."""
+    ) -> list[SourceProblem]:
+        """Load MEXC's markets; a one-line problem for each unknown symbol (with close matches), each
+        timeframe its market lacks and each impossible extra (funding on spot)."""
         markets: dict[str, Any] = await self._call("markets", "load_markets", self._exchange.load_markets)
-        problems: dict[str, str] = {}
+        problems: list[SourceProblem] = []
         for symbol in dict.fromkeys(key.symbol for key in series):
             market = markets.get(symbol)
             if market is None or not market.get("active", True):
                 state = "is not listed" if market is None else "is not active"
                 nearest = difflib.get_close_matches(symbol, list(markets), n=3, cutoff=0.6)
                 hint = f"; did you mean {', '.join(nearest)}?" if nearest else ""
-                problems[symbol] = f"symbol {symbol} {state} on MEXC{hint}"
+                problems.append(SourceProblem(symbol, f"symbol {symbol} {state} on MEXC{hint}"))
                 continue
             kind = "swap" if market.get("swap") else "spot"
-            wrong = [
-                k.timeframe
-                for k in series
-                if k.symbol == symbol and k.timeframe not in MARKET_TIMEFRAMES[kind]
-            ]
-            if wrong:
-                offered = ", ".join(MARKET_TIMEFRAMES[kind])
-                problems[symbol] = (
-                    f"symbol {symbol}: MEXC {kind} has no {wrong[0]} candles (offered: {offered})"
+            offered = ", ".join(MARKET_TIMEFRAMES[kind])
+            problems.extend(
+                SourceProblem(
+                    symbol,
+                    f"symbol {symbol}: MEXC {kind} has no {key.timeframe} candles (offered: {offered})",
+                    timeframe=key.timeframe,
                 )
-                continue
+                for key in series
+                if key.symbol == symbol and key.timeframe not in MARKET_TIMEFRAMES[kind]
+            )
             if (extras or {}).get(symbol, ExtrasNeed()).funding and kind != "swap":
-                problems[symbol] = (
+                text = (
                     f"symbol {symbol}: funding rates exist only for perpetual swaps "
                     f'(use {{"symbol": "{symbol}", "market": "swap"}})'
                 )
-                continue
+                problems.append(SourceProblem(symbol, text, extras=True))
             self._markets[symbol] = _market_info(symbol, kind, market)
         return problems
 

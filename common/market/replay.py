@@ -4,8 +4,9 @@ File names are ``BASE_QUOTE-TIMEFRAME.csv`` or ``.csv.gz`` with the header
 ``timestamp_ms,open,high,low,close,volume`` (open times in ms, UTC). A perpetual symbol
 ``BTC/USDT:USDT`` reads the same ``BTC_USDT-...`` name: the folder decides the venue.
 
-When the exact timeframe has no file, the finest file whose timeframe divides it is aggregated
-(e.g. 15m -> 1h), dropping an incomplete first or last group (weeks start on Monday). At any
+When the exact timeframe has no file, the coarsest file whose timeframe divides it is aggregated
+(15m rather than 5m for 1h: fewer rows to read, and a short 5m file does not shorten the 1h
+series), dropping an incomplete first or last group (weeks start on Monday). At any
 simulated time the source serves exactly the candles whose close time has passed, as the live
 source does.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from common.clock import SimulatedClock
 from common.errors import DataError
 from common.logging_config import get_logger
-from common.market import ExtrasNeed, MarketInfo, SeriesKey, SymbolExtras
+from common.market import ExtrasNeed, MarketInfo, SeriesKey, SourceProblem, SymbolExtras
 from common.market.extras import (
     FundingRates,
     Ticker24h,
@@ -131,17 +132,18 @@ class ReplaySource:
 
     async def open(
         self, series: list[SeriesKey], extras: Mapping[str, ExtrasNeed] | None = None
-    ) -> dict[str, str]:
-        """Load every series and extras file; return {symbol: problem} for those that cannot be served."""
+    ) -> list[SourceProblem]:
+        """Load every series and extras file; a one-line problem for each that cannot be served."""
         absent = [d for d in self.directories if not d.is_dir()]
         if absent:
-            return {key.symbol: f"replay directory {absent[0]} does not exist" for key in series}
-        problems: dict[str, str] = {}
+            text = f"replay directory {absent[0]} does not exist"
+            return [SourceProblem(symbol, text) for symbol in dict.fromkeys(key.symbol for key in series)]
+        problems: list[SourceProblem] = []
         for key in series:
             try:
                 candles, filled = fill_gaps(self._load(key))
             except DataError as exc:
-                problems[key.symbol] = str(exc)
+                problems.append(SourceProblem(key.symbol, str(exc), timeframe=key.timeframe))
                 continue
             if filled.size:
                 # The live source fills the same holes the same way: both serve identical series.
@@ -159,12 +161,10 @@ class ReplaySource:
             real = ~np.isin(candles.ts, filled)
             self._real_end[key] = np.maximum.accumulate(np.where(real, np.arange(len(candles)) + 1, 0))
         for symbol, need in (extras or {}).items():
-            if symbol in problems:
-                continue
             try:
                 self._load_extras(symbol, need)
             except DataError as exc:
-                problems[symbol] = str(exc)
+                problems.append(SourceProblem(symbol, str(exc), extras=True))
         return problems
 
     def _first(self, name: str) -> Path | None:
@@ -196,7 +196,7 @@ class ReplaySource:
         if exact is not None:
             return read_ohlcv_file(exact, key.symbol, key.timeframe)
         target = timeframe_ms(key.timeframe)
-        for finer in _FILE_TIMEFRAMES:
+        for finer in reversed(_FILE_TIMEFRAMES):
             if timeframe_ms(finer) < target and target % timeframe_ms(finer) == 0:
                 path = self._first(f"{stem}-{finer}")
                 if path is not None:
