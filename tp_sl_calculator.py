@@ -72,7 +72,8 @@ class RiskSettings(BaseModel):
       stop, or beyond the swing extreme when it has none) or ``fibonacci`` (beyond the swing's origin).
     * ``sl_buffer_pct``: extra distance beyond the stop, in percent of entry (all methods).
     * ``tp_method``: ``atr`` (``tp_multiples`` are ATR multiples), ``r`` (``tp_multiples`` are multiples
-      of the risk, i.e. of the entry-to-stop distance) or ``fibonacci`` (``fib_extensions`` of the swing).
+      of the risk, i.e. of the entry-to-stop distance), ``fibonacci`` (``fib_extensions`` of the swing)
+      or ``setup`` (the strategy's own absolute ``Setup.targets``, e.g. consensus_bot's mean targets).
     * ``min_rr``: minimum reward:risk of TP1.
     * ``min_stop_pct`` / ``max_stop_pct``: allowed entry-to-stop distance, percent of entry.
     """
@@ -82,7 +83,7 @@ class RiskSettings(BaseModel):
     sl_method: Literal["atr", "structure", "fibonacci"] = "atr"
     sl_atr_mult: StrictFloat = Field(default=1.5, gt=0)
     sl_buffer_pct: StrictFloat = Field(default=0.0, ge=0)
-    tp_method: Literal["atr", "r", "fibonacci"] = "r"
+    tp_method: Literal["atr", "r", "fibonacci", "setup"] = "r"
     tp_multiples: tuple[_PositiveFloat, ...] = Field(default=(1.5, 2.5, 4.0), min_length=1, max_length=3)
     fib_extensions: tuple[_PositiveFloat, ...] = Field(
         default=(1.0, 1.272, 1.618), min_length=1, max_length=3
@@ -131,6 +132,7 @@ class RejectReason(enum.StrEnum):
     WRONG_SIDE = "WRONG_SIDE"
     MISSING_SWING = "MISSING_SWING"
     MISSING_ATR = "MISSING_ATR"
+    MISSING_TARGETS = "MISSING_TARGETS"
 
 
 class LevelsRejected(FleetError):
@@ -218,6 +220,10 @@ def _require_inputs(setup: Setup, risk: RiskSettings) -> None:
         raise LevelsRejected(
             RejectReason.MISSING_SWING, "structure stop needs setup.stop or setup.swing; both are missing"
         )
+    if risk.tp_method == "setup" and not setup.targets:
+        raise LevelsRejected(
+            RejectReason.MISSING_TARGETS, "setup targets are asked for, and setup.targets is empty"
+        )
     if setup.swing is None and "fibonacci" in (risk.sl_method, risk.tp_method):
         user = "stop needs" if risk.sl_method == "fibonacci" else "targets need"
         raise LevelsRejected(RejectReason.MISSING_SWING, f"Fibonacci {user} setup.swing, which is missing")
@@ -264,17 +270,23 @@ def _raw_targets(
         return [entry + sign * multiple * setup.atr for multiple in risk.tp_multiples]
     if risk.tp_method == "r":
         return [entry + sign * multiple * risk_distance for multiple in risk.tp_multiples]
-    assert setup.swing is not None  # _require_inputs ran first
-    low, high = setup.swing
-    origin = low if sign > 0 else high
-    targets = [origin + sign * extension * (high - low) for extension in risk.fib_extensions]
+    if risk.tp_method == "setup":
+        targets = list(setup.targets)
+        names = [f"setup TP{n} {_price(t)}" for n, t in enumerate(targets, start=1)]
+    else:
+        assert setup.swing is not None  # _require_inputs ran first
+        low, high = setup.swing
+        origin = low if sign > 0 else high
+        targets = [origin + sign * extension * (high - low) for extension in risk.fib_extensions]
+        names = [
+            f"Fibonacci TP{n} {_price(t)} ({e:g} extension of {_price(low)}-{_price(high)})"
+            for n, (t, e) in enumerate(zip(targets, risk.fib_extensions, strict=True), start=1)
+        ]
     previous, label = setup.entry, "entry"
     for number, target in enumerate(targets, start=1):
         if (target - previous) * sign <= 0:
             raise LevelsRejected(
-                RejectReason.WRONG_SIDE,
-                f"Fibonacci TP{number} {_price(target)} ({risk.fib_extensions[number - 1]:g} extension of "
-                f"{_price(low)}-{_price(high)}) is not beyond {label} {_price(previous)}",
+                RejectReason.WRONG_SIDE, f"{names[number - 1]} is not beyond {label} {_price(previous)}"
             )
         previous, label = target, f"TP{number}"
     # Absolute prices, shifted with the entry like an absolute stop, so the reward never grows

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.market import ExtrasNeed
 from common.market.extras import BookTop, FundingRates, Ticker24h, Trades
-from common.types import Candles, Direction, FloatArray, Setup
+from common.types import Candles, Direction, FloatArray, Setup, Signal
 
 
 class StrategyParams(BaseModel):
@@ -39,6 +39,9 @@ class DataNeeds:
     extra_timeframes: tuple[str, ...] = ()
     extra_lookback: int | None = None
     extras: ExtrasNeed = field(default_factory=ExtrasNeed)
+    #: How far back (ms) the other bots' signals on the symbol are wanted (consensus_bot); 0: none.
+    #: A bot that reads them is scanned after every other bot of the cycle, over what they emitted.
+    peer_signals_ms: int = 0
 
     def lookback_for(self, timeframe: str, own_timeframe: str) -> int:
         """How many candles of ``timeframe`` the scan reads."""
@@ -65,6 +68,9 @@ class MarketData:
     trades: Trades | None = None
     book: BookTop | None = None
     ticker: Ticker24h | None = None
+    #: Other bots' signals on this symbol created within ``DataNeeds.peer_signals_ms`` before now,
+    #: oldest first (from the store; ``created_ms`` is when each was emitted).
+    peer_signals: tuple[Signal, ...] = ()
 
 
 P = TypeVar("P", bound=StrategyParams)

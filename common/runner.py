@@ -326,8 +326,13 @@ class Runner:
             due = [key for key, state in self._series.items() if self._is_due(key, state, now)]
             fetched = await self._fetch(due)
             extras = await self._fetch_extras(fetched)
-            for key in fetched:
-                self._scan_series(key, now, extras)
+            fresh = [key for key in fetched if self._new_candle(key)]
+            # Bots that read the others' signals (consensus) go last, over what the others emitted.
+            for followers in (False, True):
+                for key in fresh:
+                    self._scan_series(key, now, extras, followers=followers)
+            for key in fresh:
+                self._mark_scanned(key)
             self._track(fetched)
             self._wake_delivery.set()
             self.cycles += 1
@@ -432,13 +437,26 @@ class Runner:
             error=str(first),
         )
 
-    def _scan_series(self, key: SeriesKey, now: int, extras: dict[str, SymbolExtras]) -> None:
+    def _new_candle(self, key: SeriesKey) -> bool:
         state = self._series[key]
         candles = state.candles
-        if candles is None or len(candles) == 0 or int(candles.ts[-1]) <= state.last_scanned_ts:
-            return
-        state.last_scanned_ts = int(candles.ts[-1])
+        return candles is not None and len(candles) > 0 and int(candles.ts[-1]) > state.last_scanned_ts
+
+    def _mark_scanned(self, key: SeriesKey) -> None:
+        state = self._series[key]
+        if state.candles is not None and len(state.candles):
+            state.last_scanned_ts = int(state.candles.ts[-1])
+
+    def _scan_series(
+        self, key: SeriesKey, now: int, extras: dict[str, SymbolExtras], *, followers: bool
+    ) -> None:
+        """Scan the bots of one series whose newest candle is new: the others, or the followers."""
+        state = self._series[key]
+        candles = state.candles
+        assert candles is not None  # only series with a new candle are scanned
         for bot, symbol in state.bots:
+            if bool(bot.needs.peer_signals_ms) != followers:
+                continue
             others: dict[str, Candles] = {}
             for extra in bot.needs.extra_timeframes:
                 extra_candles = self._series[SeriesKey(symbol, extra)].candles
@@ -455,6 +473,7 @@ class Runner:
                 trades=got.trades,
                 book=got.book,
                 ticker=got.ticker,
+                peer_signals=self._peer_signals(bot, symbol, now) if followers else (),
             )
             structlog.contextvars.bind_contextvars(bot=bot.name)
             try:
@@ -467,6 +486,15 @@ class Runner:
             for setup in setups:
                 if setup.bar_ts == int(candles.ts[-1]):
                     self._emit(bot, symbol, setup, now, candles)
+
+    def _peer_signals(self, bot: BotRuntime, symbol: str, now: int) -> tuple[Signal, ...]:
+        """The other bots' signals on ``symbol`` created within the bot's window, oldest first."""
+        since = now - bot.needs.peer_signals_ms
+        return tuple(
+            stored.signal
+            for stored in self._store.recent_signals(symbol, since)
+            if stored.signal.bot != bot.name and stored.signal.created_ms <= now
+        )
 
     def _emit(self, bot: BotRuntime, symbol: str, setup: Setup, now: int, candles: Candles) -> None:
         tick = self._source.market(symbol).tick_size

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS signals (
 );
 CREATE INDEX IF NOT EXISTS signals_open ON signals (status, bot, symbol);
 CREATE INDEX IF NOT EXISTS signals_recent ON signals (bot, symbol, timeframe, created_ms);
+CREATE INDEX IF NOT EXISTS signals_by_symbol ON signals (symbol, created_ms);
 CREATE TABLE IF NOT EXISTS outbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     bot         TEXT NOT NULL,
@@ -343,6 +344,14 @@ class Store:
         ).fetchall()
         stored = [self._row_to_stored(r) for r in rows]
         return [s for s in stored if bots is None or s.signal.bot in bots]
+
+    def recent_signals(self, symbol: str, since_ms: int) -> list[StoredSignal]:
+        """Signals on ``symbol`` created after ``since_ms`` (any bot, open or closed), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM signals WHERE symbol = ? AND created_ms > ? ORDER BY created_ms, id",
+            (symbol, since_ms),
+        ).fetchall()
+        return [self._row_to_stored(r) for r in rows]
 
     def all_signals(self) -> list[StoredSignal]:
         """Every signal, oldest first."""

@@ -185,8 +185,12 @@ class Setup:
     swing: tuple[float, float] | None = None
     context: Mapping[str, ContextValue] = field(default_factory=dict)
     key_points: tuple[KeyPoint, ...] = ()
+    #: Absolute take-profit prices, for a bot whose risk block says ``"tp_method": "setup"``.
+    targets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if len(self.targets) > 3 or not all(math.isfinite(t) and t > 0 for t in self.targets):
+            raise ValueError(f"setup targets must be at most 3 positive prices, got {self.targets!r}")
         if not (math.isfinite(self.entry) and self.entry > 0):
             raise ValueError(f"setup entry must be a positive finite price, got {self.entry!r}")
         if self.atr is not None and not (math.isfinite(self.atr) and self.atr > 0):

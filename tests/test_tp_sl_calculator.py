@@ -202,6 +202,31 @@ def test_fibonacci_stop_with_fibonacci_targets() -> None:
     assert levels == Levels(Direction.LONG, 100.0, 97.0, (105.0, 107.17, 109.94))
 
 
+def test_setup_targets_are_taken_as_given_and_rounded_toward_entry() -> None:
+    """tp_method "setup": the strategy's own targets, rounded toward entry; a SHORT mirrors."""
+    risk = RiskSettings(sl_method="structure", tp_method="setup", min_rr=1.0)
+    long = Setup(Direction.LONG, 0, 100.0, "consensus", stop=97.0, targets=(104.567, 108.0))
+    assert calculate_levels(long, risk, 0.01) == Levels(Direction.LONG, 100.0, 97.0, (104.56, 108.0))
+    short = Setup(Direction.SHORT, 0, 100.0, "consensus", stop=103.0, targets=(95.433,))
+    assert calculate_levels(short, risk, 0.01) == Levels(Direction.SHORT, 100.0, 103.0, (95.44,))
+
+
+def test_setup_targets_missing_or_on_the_wrong_side() -> None:
+    """No targets is MISSING_TARGETS; a target not beyond the previous one is WRONG_SIDE."""
+    risk = RiskSettings(sl_method="structure", tp_method="setup", min_rr=1.0)
+    with pytest.raises(LevelsRejected) as missing:
+        calculate_levels(Setup(Direction.LONG, 0, 100.0, "x", stop=97.0), risk)
+    assert missing.value.reason is RejectReason.MISSING_TARGETS
+    with pytest.raises(LevelsRejected) as wrong:
+        calculate_levels(Setup(Direction.LONG, 0, 100.0, "x", stop=97.0, targets=(104.0, 103.0)), risk)
+    assert (wrong.value.reason, str(wrong.value)) == (
+        RejectReason.WRONG_SIDE,
+        "setup TP2 103 is not beyond TP1 104",
+    )
+    with pytest.raises(ValueError, match="setup targets must be at most 3 positive prices"):
+        Setup(Direction.LONG, 0, 100.0, "x", targets=(101.0, 102.0, 103.0, 104.0))
+
+
 def test_quick_calculate_uses_atr_stop_and_r_targets() -> None:
     """quick_calculate(100, 'bullish', 2): stop 100 - 3 = 97, targets 1.5R/2.5R/4R = 104.5/107.5/112."""
     levels = quick_calculate(100.0, "bullish", 2.0, tick_size=0.01)
