@@ -15,7 +15,7 @@ import re
 from common.clock import utc_text
 from common.prices import format_price
 from common.store import BotRecord, Outcome
-from common.types import Direction, Signal, timeframe_ms
+from common.types import Direction, Setup, Signal, timeframe_ms
 
 TELEGRAM_TEXT_LIMIT = 4096
 #: Telegram's limit for a photo caption (after entity parsing).
@@ -91,6 +91,12 @@ def result_message(
         f"🆔 <code>{html.escape(signal.id)}</code> · {utc_text(outcome.exit_ms)}"
         + (f"\n{record_line(signal.bot, record)}" if record is not None else "")
     )
+
+
+def update_message(bot: str, setup: Setup) -> str:
+    """A reply to an open signal's alert when the bot that sent it has news about it."""
+    head = f"🔄 <b>{html.escape(bot.removesuffix('_bot').upper())} UPDATE</b> · {setup.direction.value}\n"
+    return head + _fit(setup.reason, TELEGRAM_TEXT_LIMIT - len(head))
 
 
 def record_line(bot: str, record: BotRecord) -> str:

@@ -49,6 +49,8 @@ class EventType(enum.StrEnum):
     """An open signal reached TP / SL / TIMEOUT; fields carry the exit reason and P&L."""
     SIGNAL_REJECTED = "SIGNAL_REJECTED"
     """A setup the level calculator or the signal gate refused, with the reason."""
+    SIGNAL_UPDATED = "SIGNAL_UPDATED"
+    """An open signal got an update reply (another bot joined a live consensus)."""
     STATUS = "STATUS"
     """Periodic health line (every 5 minutes)."""
     SHUTDOWN_INITIATED = "SHUTDOWN_INITIATED"

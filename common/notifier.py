@@ -120,7 +120,7 @@ class ConsoleNotifier:
                 if _chart_waiting(message, int(time.time() * 1000)):
                     self._stream.flush()
                     return delivered  # printed once its chart is drawn, in order
-                label = "alert" if message.kind == "signal" else "result"
+                label = {"signal": "alert", "result": "result", "update": "update"}[message.kind]
                 # The dry-run's product is this console text (stdout), not a log line.
                 self._stream.write(f"──── {message.bot} · {label} (dry-run) ────\n")
                 self._stream.write(html_to_plain(message.text) + "\n")

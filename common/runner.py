@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from bots.base import DataNeeds, MarketData, Strategy
-from common.cards import result_message, signal_card
+from common.cards import result_message, signal_card, update_message
 from common.charts import chart_spec, render_chart
 from common.clock import Clock
 from common.config import BotSettings, FleetConfig
@@ -529,6 +529,9 @@ class Runner:
         rules = GateRules(cooldown_ms=settings.cooldown_ms, max_open_signals=settings.max_open_signals)
         chart = self._charts_dir is not None and settings.chart
         verdict = self._store.admit_signal(signal, rules, now, signal_card(signal, tick), chart=chart)
+        if verdict is GateVerdict.ALREADY_OPEN and bot.needs.peer_signals_ms and setup.context.get("update"):
+            self._queue_update(bot, symbol, setup, now)
+            return
         if verdict is not GateVerdict.ACCEPTED:
             self._events.emit(
                 EventType.SIGNAL_REJECTED,
@@ -558,6 +561,33 @@ class Runner:
             reason=setup.reason,
             context=dict(setup.context),
         )
+
+    def _queue_update(self, bot: BotRuntime, symbol: str, setup: Setup, now: int) -> None:
+        """A follower's setup on a symbol and side it already has open: a reply to that alert.
+
+        consensus_bot marks a bar where another bot joined a live consensus with ``update``; the
+        open consensus signal gets one CONSENSUS UPDATE reply per newcomer instead of a new alert.
+        """
+        open_signal = next(
+            (
+                stored.signal
+                for stored in self._store.open_signals((bot.name,))
+                if stored.signal.symbol == symbol and stored.signal.direction is setup.direction
+            ),
+            None,
+        )
+        if open_signal is not None and self._store.queue_update(
+            open_signal.id, update_message(bot.name, setup), now
+        ):
+            self._events.emit(
+                EventType.SIGNAL_UPDATED,
+                signal_id=open_signal.id,
+                bot=bot.name,
+                symbol=symbol,
+                bar_ts=setup.bar_ts,
+                reason=setup.reason,
+                context=dict(setup.context),
+            )
 
     def _draw_chart(self, signal: Signal, candles: Candles, tick: float | None) -> None:
         """Draw the alert's chart in a worker thread; the alert waits for it (briefly), nothing else does."""

@@ -29,9 +29,28 @@ from pathlib import Path
 
 from common.types import ContextValue, Direction, KeyPoint, Levels, Signal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
+_OUTBOX_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot         TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('signal', 'result', 'update')),
+    signal_id   TEXT NOT NULL REFERENCES signals (id),
+    text        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    sent_ms     INTEGER,
+    message_id  INTEGER,
+    chart_state TEXT NOT NULL DEFAULT 'none' CHECK (chart_state IN ('none', 'pending', 'ready', 'failed')),
+    chart_path  TEXT,
+    part_message_id INTEGER
+);"""
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS signals (
     id            TEXT PRIMARY KEY,
     bot           TEXT NOT NULL,
@@ -60,25 +79,13 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE INDEX IF NOT EXISTS signals_open ON signals (status, bot, symbol);
 CREATE INDEX IF NOT EXISTS signals_recent ON signals (bot, symbol, timeframe, created_ms);
 CREATE INDEX IF NOT EXISTS signals_by_symbol ON signals (symbol, created_ms);
-CREATE TABLE IF NOT EXISTS outbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    bot         TEXT NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('signal', 'result')),
-    signal_id   TEXT NOT NULL REFERENCES signals (id),
-    text        TEXT NOT NULL,
-    created_ms  INTEGER NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_error  TEXT,
-    sent_ms     INTEGER,
-    message_id  INTEGER,
-    chart_state TEXT NOT NULL DEFAULT 'none' CHECK (chart_state IN ('none', 'pending', 'ready', 'failed')),
-    chart_path  TEXT,
-    part_message_id INTEGER
-);
+"""
+    + _OUTBOX_TABLE.format(name="outbox")
+    + """
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+)
 
 #: Columns added after schema version 1, for databases created by an older version.
 _ADDED_COLUMNS = {
@@ -208,12 +215,24 @@ class Store:
         )
 
     def _add_missing_columns(self) -> None:
-        """Bring a database created by an older version up to date (columns are only ever added)."""
+        """Bring a database created by an older version up to date (columns are only ever added).
+
+        Version 3 allows the outbox kind 'update'; SQLite cannot change a CHECK constraint, so an
+        older outbox table is copied into a new one in one transaction (same columns, same ids).
+        """
         for table, columns in _ADDED_COLUMNS.items():
             have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
             for column in columns:
                 if column.split()[0] not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        outbox_sql = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()[0]
+        if "'update'" not in outbox_sql:
+            with self._transaction() as db:
+                db.execute(_OUTBOX_TABLE.format(name="outbox_v3"))
+                db.execute("INSERT INTO outbox_v3 SELECT * FROM outbox")
+                db.execute("DROP TABLE outbox")
+                db.execute("ALTER TABLE outbox_v3 RENAME TO outbox")
+                db.execute("CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, id)")
         self._db.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
             (str(SCHEMA_VERSION), SCHEMA_VERSION),
@@ -465,6 +484,28 @@ class Store:
             "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
             (error, message_id),
         )
+
+    def queue_update(self, signal_id: str, text: str, now_ms: int) -> bool:
+        """Queue an update of an open signal (a reply to its alert); False when the same text was queued.
+
+        consensus_bot uses it when another bot joins a live consensus. The same text twice (the same
+        newcomer seen again after a restart) is not queued twice.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT bot FROM signals WHERE id = ?", (signal_id,)).fetchone()
+            if (
+                row is None
+                or db.execute(
+                    "SELECT 1 FROM outbox WHERE signal_id = ? AND kind = 'update' AND text = ?",
+                    (signal_id, text),
+                ).fetchone()
+            ):
+                return False
+            db.execute(
+                "INSERT INTO outbox (bot, kind, signal_id, text, created_ms) VALUES (?, 'update', ?, ?, ?)",
+                (row[0], signal_id, text, now_ms),
+            )
+        return True
 
     def attach_chart(self, signal_id: str, path: str) -> None:
         """The alert of ``signal_id`` has its chart at ``path``: it may be sent now."""

@@ -67,6 +67,7 @@ def test_event_type_values_are_their_names() -> None:
         "SIGNAL_EMITTED",
         "SIGNAL_CLOSED",
         "SIGNAL_REJECTED",
+        "SIGNAL_UPDATED",
         "STATUS",
         "SHUTDOWN_INITIATED",
         "SHUTDOWN_COMPLETE",

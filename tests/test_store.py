@@ -435,3 +435,48 @@ def test_rows_survive_closing_and_reopening(tmp_path: Path) -> None:
         assert result.reply_to_message_id == 555
     finally:
         second.close()
+
+
+def test_an_update_is_queued_once_as_a_reply_to_the_alert(store: Store) -> None:
+    """queue_update adds one 'update' row per distinct text; it replies to the alert once that is sent."""
+    signal = make_signal()
+    assert store.admit_signal(signal, OPEN_RULES, T0 + HOUR, "alert") is GateVerdict.ACCEPTED
+    store.mark_sent(1, 555, T0 + HOUR)
+    assert store.queue_update(signal.id, "+volume_bot joined", T0 + 2 * HOUR) is True
+    assert store.queue_update(signal.id, "+volume_bot joined", T0 + 3 * HOUR) is False
+    assert store.queue_update("no-such-id", "x", T0) is False
+    [update] = store.pending_messages(["psar_bot"])
+    assert (update.kind, update.text, update.reply_to_message_id) == ("update", "+volume_bot joined", 555)
+
+
+def test_an_older_database_gains_the_update_kind_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A schema-2 outbox (kind only signal/result) is rebuilt with 'update' allowed, rows and ids kept."""
+    state = tmp_path / "old"
+    state.mkdir()
+    db = sqlite3.connect(state / "signals.sqlite3")
+    db.executescript(
+        """CREATE TABLE signals (id TEXT PRIMARY KEY, bot TEXT NOT NULL, symbol TEXT NOT NULL,
+               timeframe TEXT NOT NULL, direction TEXT NOT NULL, entry REAL NOT NULL, sl REAL NOT NULL,
+               tp1 REAL NOT NULL, tp2 REAL, tp3 REAL, reason TEXT NOT NULL, context TEXT NOT NULL,
+               key_points TEXT NOT NULL, bar_ts INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+               status TEXT NOT NULL DEFAULT 'OPEN', checked_until INTEGER NOT NULL, exit_reason TEXT,
+               exit_price REAL, exit_ms INTEGER, pnl_pct REAL, r_multiple REAL);
+           CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, bot TEXT NOT NULL,
+               kind TEXT NOT NULL CHECK (kind IN ('signal', 'result')), signal_id TEXT NOT NULL,
+               text TEXT NOT NULL, created_ms INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+               attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent_ms INTEGER, message_id INTEGER);
+           INSERT INTO signals VALUES ('s1', 'consensus_bot', 'BTC/USDT', '15m', 'LONG', 100, 97, 104,
+               NULL, NULL, 'r', '{}', '[]', 0, 5, 'OPEN', 0, NULL, NULL, NULL, NULL, NULL);
+           INSERT INTO outbox (id, bot, kind, signal_id, text, created_ms, status, message_id)
+               VALUES (7, 'consensus_bot', 'signal', 's1', 'alert', 5, 'sent', 42);"""
+    )
+    db.close()
+    store = Store(state)
+    assert store.queue_update("s1", "update text", 10) is True
+    rows = store.outbox_rows()
+    assert [(r["id"], r["kind"], r["text"], r["message_id"]) for r in rows] == [
+        (7, "signal", "alert", 42),
+        (8, "update", "update text", None),
+    ]
+    assert rows[0]["chart_state"] == "none"
+    store.close()
