@@ -11,9 +11,13 @@ from typing import Any
 
 from bots.base import Strategy
 from bots.candlestick_bot import CandlestickBot
+from bots.consensus_bot import ConsensusBot
+from bots.diy_bot import DiyBot
 from bots.fib_reversal_bot import FibReversalBot
 from bots.fib_swing_bot import FibSwingBot
+from bots.funding_bot import FundingBot
 from bots.harmonic_bot import HarmonicBot
+from bots.liquidation_bot import LiquidationBot
 from bots.most_bot import MostBot
 from bots.mtf_bot import MtfBot
 from bots.orb_bot import OrbBot
@@ -36,5 +40,9 @@ REGISTRY: dict[str, Strategy[Any]] = {
         FibSwingBot(),
         FibReversalBot(),
         HarmonicBot(),
+        FundingBot(),
+        LiquidationBot(),
+        DiyBot(),
+        ConsensusBot(),
     )
 }

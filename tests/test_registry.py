@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,19 @@ def test_configured_params_validate_with_the_strategy_model(name: str) -> None:
     # needs() works with the configured params and timeframe and asks for a positive history.
     timeframe = str(global_bots()[name].get("timeframe", "1h"))
     assert REGISTRY[name].needs(parsed, timeframe).lookback > 0
+
+
+def test_every_registered_bot_appears_in_the_list_command() -> None:
+    """`python -m bots list` (the real CLI, the shipped config) prints one enabled line per registered bot."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bots", "list"],
+        cwd=ROOT,
+        env={**os.environ, "BOTS_CONFIG": str(ROOT / "global_config.json")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    listed = {line.split()[0]: line.split()[1] for line in run.stdout.splitlines() if line.strip()}
+    assert listed == dict.fromkeys(REGISTRY, "enabled")

@@ -12,8 +12,9 @@ import pytest
 from bots.base import DataNeeds, MarketData, StrategyParams
 from bots.psar_bot import PsarBot, PsarParams
 from common.clock import SimulatedClock
+from common.market import SeriesKey
 from common.market.replay import ReplaySource
-from common.types import Setup
+from common.types import Direction, Setup
 from tests.harness import SAMPLE, bot_runtime, in_process_runner
 
 pytestmark = pytest.mark.integration
@@ -66,3 +67,55 @@ async def test_a_follower_sees_the_signals_emitted_in_the_same_cycle(tmp_path: P
         assert ("psar_bot", bar_ts) in by_close[created_ms + 4 * HOUR]
         assert ("psar_bot", bar_ts) not in by_close.get(created_ms + 8 * HOUR, ())
     assert all(bot == "psar_bot" for _, peers in reader.seen for bot, _ in peers)
+
+
+@dataclass
+class Announcer:
+    """A follower double: a LONG setup on one bar, then an ``update`` setup on each of the next two."""
+
+    first_close: int
+    name: str = "announcer"
+    params_model: type[NoParams] = NoParams
+
+    def needs(self, params: NoParams, timeframe: str) -> DataNeeds:
+        """A short history; peers are not read, but asking for them makes it a follower."""
+        return DataNeeds(lookback=20, peer_signals_ms=HOUR)
+
+    def scan(self, data: MarketData, params: NoParams) -> Sequence[Setup]:
+        """The newest bar's setup: the first alert, or an update naming a newcomer."""
+        candles = data.candles
+        close = candles.close_time(-1)
+        step = (close - self.first_close) // candles.period_ms
+        if step not in (0, 1, 2):
+            return []
+        entry = float(candles.close[-1])
+        context: dict[str, str | bool] = {"update": step > 0, "newcomer": f"bot{step}"}
+        reason = "first" if step == 0 else f"+bot{step} joined"
+        return [Setup(Direction.LONG, int(candles.ts[-1]), entry, reason, atr=entry * 0.05, context=context)]
+
+
+async def test_an_update_setup_on_an_open_signal_becomes_a_reply_not_an_alert(tmp_path: Path) -> None:
+    """A follower's update setups while its signal is open are queued as 'update' replies, one each."""
+    clock = SimulatedClock(0)
+    source = ReplaySource(SAMPLE, clock)
+    await source.open([SeriesKey("BTC/USDT", "4h")])
+    start = source.start_ms({SeriesKey("BTC/USDT", "4h"): 20})
+    assert start is not None
+    announcer = Announcer(first_close=start + 4 * HOUR)
+    bot = bot_runtime(announcer, "4h", ["BTC/USDT"], NoParams())
+    runner = in_process_runner(tmp_path, [bot], ReplaySource(SAMPLE, clock), clock, asyncio.Event())
+    assert await runner.prepare() == []
+    clock.set(start)
+    for _ in range(4):
+        await runner.run(once=True)
+        clock.set(clock.now_ms() + 4 * HOUR)
+    rows = runner._store.outbox_rows()
+    assert [(r["kind"], r["signal_id"] == rows[0]["signal_id"]) for r in rows] == [
+        ("signal", True),
+        ("update", True),
+        ("update", True),
+    ]
+    assert "ANNOUNCER UPDATE" in str(rows[1]["text"])
+    assert "+bot1 joined" in str(rows[1]["text"])
+    assert "+bot2 joined" in str(rows[2]["text"])
+    assert len(runner._store.all_signals()) == 1

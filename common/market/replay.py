@@ -113,7 +113,9 @@ class ReplaySource:
 
     ``directories`` are searched in order for each file, so candles, funding and trades may live in
     separate folders (as in ``../shared/market-data``). There is no order book in history files:
-    ``extras`` gives None for it. The 24 h ticker is computed from the finest loaded series.
+    ``extras`` gives None for it, and for trades when a symbol has no trade file (a missing funding
+    file is a problem at ``open``: a funding strategy has nothing else to go on). The 24 h ticker is
+    computed from the finest loaded series.
     """
 
     def __init__(self, directories: Path | Sequence[Path], clock: SimulatedClock | None = None) -> None:
@@ -179,7 +181,13 @@ class ReplaySource:
         if need.funding:
             self._funding[symbol] = read_funding_file(self._require(symbol, "funding_rate"), symbol)
         if need.trades:
-            self._trades[symbol] = read_trades_file(self._require(symbol, "trades"), symbol)
+            # Trade files are rare in history: without one the bot runs on its candle evidence
+            # (it gets ``trades=None``, as with the order book, which no history has).
+            path = self._first(f"{file_stem(symbol)}-trades")
+            if path is None:
+                log.info("no trades file for the replay; the bots see no trades", symbol=symbol)
+            else:
+                self._trades[symbol] = read_trades_file(path, symbol)
 
     def _require(self, symbol: str, kind: str) -> Path:
         path = self._first(f"{file_stem(symbol)}-{kind}")
@@ -224,7 +232,8 @@ class ReplaySource:
         """Funding settlements and trades up to the simulated now; a ticker from the candles; no book."""
         now = self.clock.now_ms()
         funding = self._funding[symbol].until(now).last(need.funding) if need.funding else None
-        trades = self._trades[symbol].until(now, need.trades) if need.trades else None
+        tape = self._trades.get(symbol)
+        trades = tape.until(now, need.trades) if need.trades and tape is not None else None
         ticker = self._ticker(symbol, now) if need.ticker else None
         return SymbolExtras(funding=funding, trades=trades, book=None, ticker=ticker)
 
