@@ -135,7 +135,7 @@ class Runner:
         self._wake_delivery = asyncio.Event()
         self._delivery_stopping = False
         self._started_monotonic = time.monotonic()
-        self._last_status_s: float | None = None
+        self._last_status_ms: int | None = None
         self._live = True
         self.cycles = 0
 
@@ -336,7 +336,7 @@ class Runner:
             self._track(fetched)
             self._wake_delivery.set()
             self.cycles += 1
-            self._maybe_status()
+            self._maybe_status(now)
             log.debug("cycle done", series=len(fetched), seconds=round(time.monotonic() - started, 3))
         finally:
             structlog.contextvars.unbind_contextvars("cycle_id")
@@ -641,19 +641,16 @@ class Runner:
                     r_multiple=round(result.outcome.r_multiple, 4),
                 )
 
-    def _maybe_status(self) -> None:
-        """A STATUS event at most every ``runner.status_interval_s`` of WALL time.
+    def _maybe_status(self, now: int) -> None:
+        """A STATUS event at most every ``runner.status_interval_s`` of the run's clock.
 
-        Wall time, not the run's clock: STATUS is the process's heartbeat (uptime, backlog), and a
-        replay's clock jumps a candle per cycle, which would write one per cycle.
+        The run's clock, so a replay writes one every 5 simulated minutes as a live run does (its
+        ``uptime_s`` is the process's real uptime).
         """
-        now = time.monotonic()
-        if (
-            self._last_status_s is not None
-            and now - self._last_status_s < self._config.runner.status_interval_s
-        ):
+        interval_ms = int(self._config.runner.status_interval_s * 1000)
+        if self._last_status_ms is not None and now - self._last_status_ms < interval_ms:
             return
-        self._last_status_s = now
+        self._last_status_ms = now
         open_by_bot: dict[str, int] = {}
         for stored in self._store.open_signals():
             open_by_bot[stored.signal.bot] = open_by_bot.get(stored.signal.bot, 0) + 1
