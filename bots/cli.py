@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -28,12 +29,14 @@ from common.clock import Clock, SimulatedClock, WallClock
 from common.config import FleetConfig, Settings, load_config
 from common.errors import ConfigError, FleetError
 from common.events import EventLog, EventType
+from common.export import export_signals, write_atomically
 from common.logging_config import configure_logging, get_logger
 from common.market import MarketSource
 from common.market.mexc import MexcSource
 from common.market.replay import ReplaySource
 from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
 from common.runner import BotRuntime, Runner
+from common.stats import group_stats, stats_json, stats_table, suggested_exclusions, worst_symbols
 from common.store import Store
 from common.summary import summary_table
 
@@ -71,6 +74,23 @@ def _parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="console log level (the log file always has DEBUG)",
     )
+    stats = commands.add_parser("stats", help="the record of closed signals per bot, symbol or both")
+    stats.add_argument("--bot", help="only this bot")
+    stats.add_argument("--symbol", help="only this symbol")
+    stats.add_argument("--since", type=_utc_ms, metavar="DATE", help="only signals created since (UTC)")
+    stats.add_argument("--by", choices=["bot", "symbol", "bot_symbol"], default="bot", help="grouping (bot)")
+    stats.add_argument("--worst", type=int, metavar="N", help="the N (bot, symbol) pairs that lose most")
+    stats.add_argument(
+        "--suggest-exclusions",
+        type=int,
+        metavar="MIN_TRADES",
+        help="the bots' symbol lists without the pairs losing on average over >= MIN_TRADES trades",
+    )
+    stats.add_argument("--json", action="store_true", help="JSON instead of a table")
+    export = commands.add_parser("export", help="every signal with its outcome, for a telemetry store")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since", type=_utc_ms, metavar="DATE", help="only signals created since (UTC)")
+    export.add_argument("--output", type=Path, help="write to this file atomically (default: stdout)")
     commands.add_parser("list", help="the bots, whether enabled, their timeframe and symbols")
     commands.add_parser("check-config", help="validate global_config.json and the environment")
     return parser
@@ -95,7 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "check-config":
+    if args.command in ("stats", "export"):
+        return _records(args, settings, config)
+    if args.command in ("check-config", "list"):
+        return _describe(args.command, config)
+    return _run_command(args, settings, config)
+
+
+def _describe(command: str, config: FleetConfig) -> int:
+    """``check-config`` (every bot's parameters fit its timeframe) and ``list`` (one line per bot)."""
+    if command == "check-config":
         try:
             for name in config.bots:
                 _needs(config, name)
@@ -105,16 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         enabled = sum(1 for bot in config.bots.values() if bot.enabled)
         print(f"{config.path}: OK ({len(config.bots)} bots, {enabled} enabled)")
         return 0
-    if args.command == "list":
-        for name in REGISTRY:
-            bot = config.bots.get(name)
-            if bot is None:
-                print(f"{name:<20} not configured")
-            else:
-                state = "enabled " if bot.enabled else "disabled"
-                print(f"{name:<20} {state} {bot.timeframe:<4} {', '.join(bot.symbols)}")
-        return 0
-    return _run_command(args, settings, config)
+    for name in REGISTRY:
+        bot = config.bots.get(name)
+        if bot is None:
+            print(f"{name:<20} not configured")
+        else:
+            state = "enabled " if bot.enabled else "disabled"
+            print(f"{name:<20} {state} {bot.timeframe:<4} {', '.join(bot.symbols)}")
+    return 0
 
 
 @dataclass(frozen=True)
@@ -273,6 +300,42 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         await source.close()
         store.close()
         events.close()
+
+
+def _records(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    """``stats`` and ``export``: read the live store (never the replay one) and print or write."""
+    if not (settings.state_dir / "signals.sqlite3").is_file():
+        print(f"error: no store in {settings.state_dir} (set BOTS_STATE_DIR)", file=sys.stderr)
+        return 1
+    store = Store(settings.state_dir)
+    try:
+        signals = store.all_signals()
+    finally:
+        store.close()
+    if args.command == "export":
+        text = export_signals(signals, args.format, since_ms=args.since)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            write_atomically(text, args.output)
+        return 0
+    if args.suggest_exclusions is not None:
+        # A snippet to paste into global_config.json: each bot's symbols without its losing ones.
+        excluded = suggested_exclusions(signals, args.suggest_exclusions)
+        snippet = {
+            bot: {"symbols": [s for s in config.bots[bot].symbols if s not in losing]}
+            for bot, losing in excluded.items()
+            if bot in config.bots
+        }
+        print(json.dumps({"bots": snippet}, indent=2))
+        return 0
+    if args.worst is not None:
+        worst = {f"{bot} {symbol}": stats for bot, symbol, stats in worst_symbols(signals, args.worst)}
+        print(stats_json(worst) if args.json else stats_table(worst))
+        return 0
+    grouped = group_stats(signals, args.by, bot=args.bot, symbol=args.symbol, since_ms=args.since)
+    print(stats_json(grouped) if args.json else stats_table(grouped))
+    return 0
 
 
 def _chart_dir(path: Path, keep_days: float = CHART_KEEP_DAYS) -> Path:
