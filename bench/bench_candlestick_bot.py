@@ -11,8 +11,7 @@ many were used).
 
 from __future__ import annotations
 
-from bench.bench_psar import load_series
-from bench.timing import best_of
+from bench.timing import best_of, load_series
 from bots.base import MarketData
 from bots.candlestick_bot import CandlestickBot, CandlestickParams
 

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.timing import best_of
+from bench.timing import best_of, load_series
 from bots.base import MarketData, Strategy
 from bots.candlestick_bot import CandlestickBot
 from bots.consensus_bot import ConsensusBot, ConsensusParams
@@ -32,16 +32,13 @@ from bots.psar_bot import PsarBot
 from bots.strat_bot import StratBot
 from bots.volume_bot import VolumeBot
 from bots.volume_profile_bot import VolumeProfileBot
-from common.market.replay import aggregate, read_ohlcv_file
+from common.market.replay import aggregate
 from common.runner import signal_id
 from common.types import Candles, Signal
 from tp_sl_calculator import LevelsRejected, RiskSettings, calculate_levels
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SERIES = ROOT.parent / "shared" / "market-data" / "binance_usdm_perp" / "BTC_USDT-1h.csv.gz"
-SAMPLE_SERIES = ROOT / "data" / "sample" / "BTC_USDT-15m.csv.gz"
 CONFIG = ROOT / "global_config.json"
-SCAN_CANDLES = 50_000
 PEER_BOTS: tuple[Strategy[Any], ...] = (
     PsarBot(),
     MostBot(),
@@ -54,17 +51,6 @@ PEER_BOTS: tuple[Strategy[Any], ...] = (
     OrbBot(),
     VolumeProfileBot(),
 )
-
-
-def load_series() -> tuple[Candles, str]:
-    """Up to the last 50,000 candles of the shared BTC 1h perpetual series, or of the bundled BTC 15m."""
-    if SHARED_SERIES.is_file():
-        candles = read_ohlcv_file(SHARED_SERIES, "BTC/USDT:USDT", "1h")
-        origin = "binance_usdm_perp BTC_USDT-1h"
-    else:
-        candles = read_ohlcv_file(SAMPLE_SERIES, "BTC/USDT", "15m")
-        origin = "data/sample BTC_USDT-15m"
-    return candles.tail(SCAN_CANDLES), origin
 
 
 def peer_signals(series: Candles) -> tuple[Signal, ...]:

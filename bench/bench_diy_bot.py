@@ -12,29 +12,10 @@ the newest 1,000 candles), what each live cycle costs per symbol.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-from bench.timing import best_of
+from bench.timing import best_of, load_series
 from bots.base import MarketData
 from bots.diy_bot import DiyBot, DiyParams
-from common.market.replay import read_ohlcv_file
-from common.types import Candles
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_SERIES = ROOT.parent / "shared" / "market-data" / "binance_usdm_perp" / "BTC_USDT-1h.csv.gz"
-SAMPLE_SERIES = ROOT / "data" / "sample" / "BTC_USDT-15m.csv.gz"
-SCAN_CANDLES = 50_000
-
-
-def load_series() -> tuple[Candles, str]:
-    """Up to the last 50,000 candles of the shared BTC 1h perpetual series, or of the bundled BTC 15m."""
-    if SHARED_SERIES.is_file():
-        candles = read_ohlcv_file(SHARED_SERIES, "BTC/USDT:USDT", "1h")
-        origin = "binance_usdm_perp BTC_USDT-1h"
-    else:
-        candles = read_ohlcv_file(SAMPLE_SERIES, "BTC/USDT", "15m")
-        origin = "data/sample BTC_USDT-15m"
-    return candles.tail(SCAN_CANDLES), origin
 
 
 def run() -> list[tuple[str, float, str]]:

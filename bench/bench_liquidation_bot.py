@@ -20,31 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import best_of
+from bench.timing import best_of, load_series
 from bots.base import MarketData
 from bots.liquidation_bot import LiquidationBot, LiquidationParams
 from common.market.extras import BookTop, Trades, read_trades_file
-from common.market.replay import read_ohlcv_file
 from common.types import Candles
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "market-data"
-SHARED_SERIES = SHARED / "binance_usdm_perp" / "BTC_USDT-1h.csv.gz"
 SHARED_TRADES = SHARED / "trades" / "ETH_USDT-trades.csv.gz"
-SAMPLE_SERIES = ROOT / "data" / "sample" / "BTC_USDT-15m.csv.gz"
-SCAN_CANDLES = 50_000
 TAPE = 500
-
-
-def load_series() -> tuple[Candles, str]:
-    """Up to the last 50,000 candles of the shared BTC 1h perpetual series, or of the bundled BTC 15m."""
-    if SHARED_SERIES.is_file():
-        candles = read_ohlcv_file(SHARED_SERIES, "BTC/USDT:USDT", "1h")
-        origin = "binance_usdm_perp BTC_USDT-1h"
-    else:
-        candles = read_ohlcv_file(SAMPLE_SERIES, "BTC/USDT", "15m")
-        origin = "data/sample BTC_USDT-15m"
-    return candles.tail(SCAN_CANDLES), origin
 
 
 def live_tape(candles: Candles) -> Trades:

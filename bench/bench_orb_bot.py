@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.timing import best_of
+from bench.timing import best_of, load_series
 from bots.base import MarketData
 from bots.orb_bot import OrbBot, OrbParams
 from common.market.replay import read_ohlcv_file
@@ -24,22 +24,9 @@ from common.types import Candles
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "market-data"
-SHARED_SERIES = SHARED / "binance_usdm_perp" / "BTC_USDT-1h.csv.gz"
 FIVE_MINUTE_SERIES = SHARED / "binance_usdm_perp" / "SOL_USDT-5m.csv.gz"
-SAMPLE_SERIES = ROOT / "data" / "sample" / "BTC_USDT-15m.csv.gz"
 SCAN_CANDLES = 50_000
 MULTI_STAGE = OrbParams(sessions=["00:00", "08:00", "13:30"], stages=[5, 15, 30, 60])
-
-
-def load_series() -> tuple[Candles, str]:
-    """Up to the last 50,000 candles of the shared BTC 1h perpetual series, or of the bundled BTC 15m."""
-    if SHARED_SERIES.is_file():
-        candles = read_ohlcv_file(SHARED_SERIES, "BTC/USDT:USDT", "1h")
-        origin = "binance_usdm_perp BTC_USDT-1h"
-    else:
-        candles = read_ohlcv_file(SAMPLE_SERIES, "BTC/USDT", "15m")
-        origin = "data/sample BTC_USDT-15m"
-    return candles.tail(SCAN_CANDLES), origin
 
 
 def _scan_row(candles: Candles, origin: str, params: OrbParams, variant: str) -> tuple[str, float, str]:
