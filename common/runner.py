@@ -31,7 +31,7 @@ import structlog
 from bots.base import DataNeeds, MarketData, Strategy
 from common.cards import result_message, signal_card, update_message
 from common.charts import chart_spec, render_chart
-from common.clock import Clock
+from common.clock import Clock, SimulatedClock
 from common.config import BotSettings, FleetConfig
 from common.errors import CircuitOpen, FleetError, TemporaryError
 from common.events import EventLog, EventType
@@ -223,8 +223,9 @@ class Runner:
         if start is not None and self._replay_from_ms is not None:
             start = max(start, self._replay_from_ms)
         self._live = start is None
-        if start is not None:
-            self._clock_set(start)
+        if start is not None and isinstance(self._clock, SimulatedClock):
+            # A replay: its clock starts where every series is warm (or at --start).
+            self._clock.set(start)
         names = tuple(bot.name for bot in self._bots)
         pending, still_open = self._notifier.backlog(), len(self._store.open_signals(names))
         if pending or still_open:
@@ -247,11 +248,6 @@ class Runner:
         _, late = await asyncio.wait(self._chart_tasks, timeout=CHART_FINISH_S)
         for task in late:
             task.cancel()  # their alerts go out as text (the store marks them at the next start)
-
-    def _clock_set(self, when_ms: int) -> None:
-        setter = getattr(self._clock, "set", None)
-        if callable(setter):
-            setter(when_ms)
 
     def _next_wake(self) -> int:
         now = self._clock.now_ms()
@@ -325,8 +321,8 @@ class Runner:
             now = self._clock.now_ms()
             due = [key for key, state in self._series.items() if self._is_due(key, state, now)]
             fetched = await self._fetch(due)
-            extras = await self._fetch_extras(fetched)
             fresh = [key for key in fetched if self._new_candle(key)]
+            extras = await self._fetch_extras(fresh)
             # Bots that read the others' signals (consensus) go last, over what the others emitted.
             for followers in (False, True):
                 for key in fresh:
@@ -381,22 +377,14 @@ class Runner:
         self._report_skipped(skipped)
         return fresh
 
-    async def _fetch_extras(self, fetched: list[SeriesKey]) -> dict[str, SymbolExtras]:
-        """Extras of every symbol about to be scanned by a bot that needs them, once per symbol.
+    async def _fetch_extras(self, fresh: list[SeriesKey]) -> dict[str, SymbolExtras]:
+        """Extras of every symbol about to be scanned (``fresh`` series) by a bot that needs them, once
+        per symbol.
 
         A symbol whose extras fail is reported with the skipped series; its bots that need extras
         wait for the next close, the others scan as usual.
         """
-        symbols: list[str] = []
-        for key in fetched:
-            state = self._series[key]
-            if (
-                state.candles is None
-                or len(state.candles) == 0
-                or state.candles.ts[-1] <= state.last_scanned_ts
-            ):
-                continue
-            symbols.extend(symbol for bot, symbol in state.bots if bot.needs.extras)
+        symbols = [symbol for key in fresh for bot, symbol in self._series[key].bots if bot.needs.extras]
         wanted = list(dict.fromkeys(symbols))
         results = await asyncio.gather(
             *(self._source.extras(symbol, self._extras_need[symbol]) for symbol in wanted),
