@@ -76,3 +76,20 @@ def assert_fires_rarely(setups: Sequence[Setup], series: Candles, *, at_most: fl
     bars = {int(s.bar_ts) for s in setups}
     assert bars <= set(series.ts.tolist())
     assert 1 <= len(bars) < at_most * len(series), f"{len(bars)} bars with setups out of {len(series)}"
+
+
+def with_placeholders(series: Candles, *bars: int) -> Candles:
+    """``series`` with the bars at ``bars`` flagged as exchange placeholder candles."""
+    flags = np.zeros(len(series), dtype=np.bool_)
+    flags[list(bars)] = True
+    return Candles(
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        ts=series.ts,
+        open=series.open,
+        high=series.high,
+        low=series.low,
+        close=series.close,
+        volume=series.volume,
+        placeholder=flags,
+    )

@@ -11,7 +11,7 @@ from bots.base import MarketData
 from bots.harmonic_bot import PATTERNS, RATIO_NAMES, HarmonicBot, HarmonicParams, Ratios, pattern_errors
 from common.pivots import zigzag
 from common.types import Candles, Direction, KeyPoint, Levels, Setup
-from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real
+from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real, with_placeholders
 from tp_sl_calculator import LevelsRejected, RejectReason, RiskSettings, calculate_levels
 
 pytestmark = pytest.mark.unit
@@ -100,23 +100,6 @@ def mirrored(series: Candles, around: float = 300.0) -> Candles:
         list(around - series.low),
         list(around - series.high),
         list(around - series.close),
-    )
-
-
-def with_placeholder(series: Candles, bar: int) -> Candles:
-    """The same candles with ``bar`` flagged as an exchange placeholder."""
-    flags = np.zeros(len(series), dtype=np.bool_)
-    flags[bar] = True
-    return Candles(
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        ts=series.ts,
-        open=series.open,
-        high=series.high,
-        low=series.low,
-        close=series.close,
-        volume=series.volume,
-        placeholder=flags,
     )
 
 
@@ -380,7 +363,7 @@ def test_a_later_bar_in_the_window_fires_once_and_not_after_max_bars_since_d() -
     assert setup.entry == 108.4 + 0.05 * float(atr[confirm + 1])
     assert scan(series, HarmonicParams(max_bars_since_d=0)) == []
     # Without the first in-zone bar the next one fires.
-    assert [s.bar_ts for s in scan(with_placeholder(series, confirm + 1))] == [T0 + (confirm + 2) * HOUR]
+    assert [s.bar_ts for s in scan(with_placeholders(series, confirm + 1))] == [T0 + (confirm + 2) * HOUR]
     # Three more bars out of the zone: the first in-zone bar is 4 after the confirmation, one too late.
     out: Bar = (1.6, 1.8, 1.4, 1.6)
     late = pattern_series(
@@ -395,7 +378,7 @@ def test_placeholder_bar_never_fires() -> None:
     """The confirming bar flagged as an exchange placeholder is not a signal."""
     series = pattern_series(100.0, 140.0, 115.2, 127.6, 108.4)
     assert len(scan(series)) == 1
-    assert scan(with_placeholder(series, len(series) - 1)) == []
+    assert scan(with_placeholders(series, len(series) - 1)) == []
 
 
 def test_too_short_history_gives_nothing() -> None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from bots.base import MarketData
 from bots.most_bot import MostBot, MostParams, most_line
 from common.types import Candles, Direction, KeyPoint, Setup
-from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real
+from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real, with_placeholders
 from tp_sl_calculator import RiskSettings, calculate_levels
 
 pytestmark = pytest.mark.unit
@@ -53,23 +53,6 @@ def from_closes(close: list[float]) -> Candles:
 def scan(series: Candles, params: MostParams = DEFAULTS) -> list[Setup]:
     """The bot's setups on ``series``."""
     return list(BOT.scan(MarketData(candles=series), params))
-
-
-def with_placeholder(series: Candles, index: int) -> Candles:
-    """``series`` with bar ``index`` flagged as an exchange placeholder candle."""
-    flags = np.zeros(len(series), dtype=np.bool_)
-    flags[index] = True
-    return Candles(
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        ts=series.ts,
-        open=series.open,
-        high=series.high,
-        low=series.low,
-        close=series.close,
-        volume=series.volume,
-        placeholder=flags,
-    )
 
 
 def rise_then_drop(last_close: float = 100.0) -> Candles:
@@ -400,8 +383,8 @@ def test_trailing_stop_follows_the_line_on_its_side() -> None:
 
 def test_placeholder_bar_never_fires() -> None:
     """The flip bar marked as an exchange placeholder candle is not a signal (nor is the bar after it)."""
-    assert scan(with_placeholder(decline_then_jump(), 7)) == []
-    assert scan(with_placeholder(pullback_up(), 6), PULLBACKS) == []
+    assert scan(with_placeholders(decline_then_jump(), 7)) == []
+    assert scan(with_placeholders(pullback_up(), 6), PULLBACKS) == []
 
 
 def test_too_short_history_gives_nothing() -> None:

@@ -19,7 +19,7 @@ from bots.orb_bot import (
     session_lengths,
 )
 from common.types import Candles, Direction, KeyPoint, Levels, Setup
-from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real
+from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real, with_placeholders
 from tp_sl_calculator import LevelsRejected, RejectReason, RiskSettings, calculate_levels
 
 pytestmark = pytest.mark.unit
@@ -78,23 +78,6 @@ def volume_ratio(series: Candles, index: int, period: int = 20) -> float:
     """The bar's volume over TA-Lib's SMA of the volume at that bar."""
     mean = talib.SMA(series.volume, timeperiod=period)
     return float(series.volume[index] / mean[index])
-
-
-def with_placeholders(series: Candles, *indices: int) -> Candles:
-    """``series`` with the bars at ``indices`` flagged as exchange placeholder candles."""
-    flags = np.zeros(len(series), dtype=np.bool_)
-    flags[list(indices)] = True
-    return Candles(
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        ts=series.ts,
-        open=series.open,
-        high=series.high,
-        low=series.low,
-        close=series.close,
-        volume=series.volume,
-        placeholder=flags,
-    )
 
 
 LONG_BREAKOUT = [

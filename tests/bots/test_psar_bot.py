@@ -9,7 +9,7 @@ import talib
 from bots.base import MarketData
 from bots.psar_bot import PsarBot, PsarParams, trend_run_lengths
 from common.types import Candles, Direction, Setup
-from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real
+from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real, with_placeholders
 
 pytestmark = pytest.mark.unit
 
@@ -212,21 +212,7 @@ def test_too_short_history_gives_nothing() -> None:
 
 def test_placeholder_bar_never_fires() -> None:
     """The same spike marked as an exchange placeholder candle is not a signal."""
-    series = decline_then_spike()
-    flags = np.zeros(len(series), dtype=np.bool_)
-    flags[40] = True
-    marked = Candles(
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        ts=series.ts,
-        open=series.open,
-        high=series.high,
-        low=series.low,
-        close=series.close,
-        volume=series.volume,
-        placeholder=flags,
-    )
-    assert scan(marked) == []
+    assert scan(with_placeholders(decline_then_spike(), 40)) == []
 
 
 # -- real data ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from bots.base import DataNeeds, MarketData
 from bots.volume_profile_bot import VolumeProfileBot, VolumeProfileParams
 from common.pivots import swing_pivots
 from common.types import Candles, Direction, KeyPoint, Levels, Setup
-from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real
+from tests.bots.checks import assert_fires_rarely, assert_no_look_ahead, real, with_placeholders
 from tp_sl_calculator import RiskSettings, calculate_levels
 from volume_profile import calculate_volume_profile
 
@@ -101,23 +101,6 @@ def mirrored(series: Candles) -> Candles:
         (250.0 - series.high).tolist(),
         (250.0 - series.close).tolist(),
         series.volume.tolist(),
-    )
-
-
-def with_placeholder(series: Candles, index: int) -> Candles:
-    """``series`` with bar ``index`` flagged as an exchange placeholder candle."""
-    flags = np.zeros(len(series), dtype=np.bool_)
-    flags[index] = True
-    return Candles(
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        ts=series.ts,
-        open=series.open,
-        high=series.high,
-        low=series.low,
-        close=series.close,
-        volume=series.volume,
-        placeholder=flags,
     )
 
 
@@ -309,7 +292,7 @@ def test_the_profile_exists_only_once_the_second_pivot_is_confirmed() -> None:
 
 def test_placeholder_bar_never_fires() -> None:
     """The same crossing bar flagged as an exchange placeholder candle is not a signal."""
-    assert scan(with_placeholder(low_high_then_cross(), 110)) == []
+    assert scan(with_placeholders(low_high_then_cross(), 110)) == []
 
 
 def test_too_short_history_gives_nothing() -> None:
