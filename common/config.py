@@ -70,6 +70,18 @@ class RunnerSettings(_Strict):
     status_interval_s: float = Field(300.0, gt=0)
 
 
+class HealthSettings(_Strict):
+    """The ``health`` section: the HTTP health and metrics endpoints (always on 127.0.0.1).
+
+    Served by ``run --all`` (the fleet) when ``fleet`` is true and by a one-bot process when
+    ``per_bot`` is true: per-bot units would otherwise all want the same port.
+    """
+
+    port: int = Field(9464, ge=1, le=65_535)
+    fleet: bool = True
+    per_bot: bool = False
+
+
 def _check_unified(symbol: str) -> str:
     base, sep, rest = symbol.partition("/")
     if not base or not sep or not rest or symbol != symbol.strip():
@@ -145,6 +157,7 @@ class ConfigFile(_Strict):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     risk: dict[str, Any] = Field(default_factory=dict)
     bots: dict[str, BotEntry]
 
@@ -181,6 +194,7 @@ class FleetConfig:
     runner: RunnerSettings
     risk: RiskSettings
     bots: Mapping[str, BotSettings]
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     @classmethod
     def defaults(
@@ -282,6 +296,7 @@ def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> Flee
         runner=parsed.runner,
         risk=risk_defaults,
         bots=bots,
+        health=parsed.health,
     )
 
 
