@@ -65,6 +65,7 @@ from common.config import (
 from common.events import EventLog
 from common.logging_config import configure_logging
 from common.market import ExtrasNeed, MarketInfo, MarketSource, SeriesKey, SourceProblem, SymbolExtras
+from common.market.extras import FundingRates
 from common.market.replay import ReplaySource
 from common.runner import BotRuntime, Runner
 from common.store import Store
@@ -191,6 +192,14 @@ class CountingSource:
             return await self._inner.closed_candles(symbol, timeframe, limit)
         finally:
             self.seconds += time.perf_counter() - started
+
+    async def funding_since(self, symbol: str, since_ms: int) -> FundingRates | None:
+        """The inner source's funding."""
+        return await self._inner.funding_since(symbol, since_ms)
+
+    def breakers(self) -> Mapping[str, str]:
+        """The inner source's breakers."""
+        return self._inner.breakers()
 
     def market(self, symbol: str) -> MarketInfo:
         """The inner source's market information."""

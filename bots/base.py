@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -96,6 +96,7 @@ class Strategy(Protocol, Generic[P]):
         ...
 
 
+@runtime_checkable
 class TrailingStops(Protocol[P_contra]):
     """Optional, for strategies whose indicator is a stop line (psar_bot's SAR, most_bot's MOST).
 

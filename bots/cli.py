@@ -1,4 +1,4 @@
-"""The command line: ``python -m bots run|list|check-config``.
+"""The command line: ``python -m bots run|list|check-config|stats|export|close``.
 
 Exit status: 0 on a clean stop, 2 on invalid configuration or usage (before any network call),
 1 when nothing can run or an unexpected error stopped the process. Errors are one line on stderr;
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 from dotenv import load_dotenv
 
 from bots import REGISTRY
-from bots.base import DataNeeds, Strategy
+from bots.base import DataNeeds, Strategy, TrailingStops
 from common.clock import Clock, SimulatedClock, WallClock
 from common.config import FleetConfig, Settings, load_config
 from common.errors import ConfigError, FleetError
@@ -35,10 +36,12 @@ from common.market import MarketSource
 from common.market.mexc import MexcSource
 from common.market.replay import ReplaySource
 from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
+from common.outcomes import record_close
 from common.runner import BotRuntime, Runner
 from common.stats import group_stats, stats_json, stats_table, suggested_exclusions, worst_symbols
 from common.store import Store
 from common.summary import summary_table
+from common.tracker import ExitPlan, close_manually, settle
 
 #: Alert charts are kept this long (dry-run prints their paths; Telegram has its own copy).
 CHART_KEEP_DAYS = 7.0
@@ -91,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--since", type=_utc_ms, metavar="DATE", help="only signals created since (UTC)")
     export.add_argument("--output", type=Path, help="write to this file atomically (default: stdout)")
+    close = commands.add_parser("close", help="close an open signal by hand (exit reason MANUAL)")
+    close.add_argument("signal_id", metavar="SIGNAL_ID", help="the id shown on the alert (🆔)")
+    close.add_argument("--price", type=_positive_price, required=True, help="the price it was closed at")
     commands.add_parser("list", help="the bots, whether enabled, their timeframe and symbols")
     commands.add_parser("check-config", help="validate global_config.json and the environment")
     return parser
@@ -117,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command in ("stats", "export"):
         return _records(args, settings, config)
+    if args.command == "close":
+        return _close_manually(args.signal_id, args.price, settings, config)
     if args.command in ("check-config", "list"):
         return _describe(args.command, config)
     return _run_command(args, settings, config)
@@ -165,10 +173,68 @@ def _utc_ms(text: str) -> int:
     return round(moment.timestamp() * 1000)
 
 
+def _positive_price(text: str) -> float:
+    """A price for argparse: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a price must be a number above 0")
+    return value
+
+
+def _close_manually(signal_id: str, price: float, settings: Settings, config: FleetConfig) -> int:
+    """``close``: end an open signal at ``price`` now (MANUAL); its result reply is queued for the
+    process running its bot, which sends it at its next delivery pass.
+
+    Funding of a perpetual is not fetched here (the command makes no network call): the result
+    says funding unknown.
+    """
+    if not (settings.state_dir / "signals.sqlite3").is_file():
+        print(f"error: no store in {settings.state_dir} (set BOTS_STATE_DIR)", file=sys.stderr)
+        return 1
+    # The event goes to the event log (and the log file), not to the terminal: one line is printed.
+    configure_logging(
+        log_dir=settings.log_dir, process_name="close", secrets=settings.secrets(), console_level="WARNING"
+    )
+    clock = WallClock()
+    store = Store(settings.state_dir)
+    events = EventLog(settings.log_dir / "events", clock, secrets=settings.secrets())
+    try:
+        stored = store.get_signal(signal_id)
+        if stored is None or stored.status != "OPEN":
+            state = "no such signal" if stored is None else f"already closed ({stored.exit_reason})"
+            print(f"error: close {signal_id}: {state}", file=sys.stderr)
+            return 1
+        signal = stored.signal
+        bot = config.bots.get(signal.bot)
+        fee = config.tracking.fee_pct_per_side
+        plan = bot.exit_plan(fee) if bot else ExitPlan(timeout_ms=0, fee_pct_per_side=fee)
+        position = close_manually(stored.position, price, clock.now_ms())
+        outcome = settle(signal, position, plan, None if ":" in signal.symbol else 0.0)
+        if not record_close(store, events, signal, outcome, stored.checked_until, None):
+            print(f"error: close {signal_id}: it was closed meanwhile", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+        events.close()
+    print(
+        f"closed {signal_id} ({signal.bot} {signal.symbol} {signal.direction.value}) MANUAL at {price:g}: "
+        f"{outcome.pnl_pct:+.2f}% {outcome.r_multiple:+.2f}R"
+    )
+    return 0
+
+
 def _needs(config: FleetConfig, name: str) -> DataNeeds:
     """What bot ``name`` needs with its configured parameters and timeframe; a mismatch between them
     (a timeframe the strategy cannot use, say) is a one-line ConfigError naming the bot."""
     settings = config.bots[name]
+    if settings.trailing_stop and not isinstance(REGISTRY[name], TrailingStops):
+        raise ConfigError(
+            f"{config.path}: bots.{name}.trailing_stop: this strategy has no stop line to trail "
+            "(psar_bot and most_bot have)"
+        )
     try:
         return REGISTRY[name].needs(settings.params, settings.timeframe)
     except ValueError as exc:

@@ -14,7 +14,8 @@ import re
 
 from common.clock import utc_text
 from common.prices import format_price
-from common.store import BotRecord, Outcome
+from common.store import BotRecord
+from common.tracker import Fill, Outcome, Position
 from common.types import Direction, Setup, Signal, timeframe_ms
 
 TELEGRAM_TEXT_LIMIT = 4096
@@ -72,25 +73,59 @@ def _fit(text: str, budget: int) -> str:
     return html.escape(text[:keep]) + TRIM_MARKER
 
 
+def _held(ms: int) -> str:
+    minutes = max(0, ms) // 60_000
+    return (
+        f"{minutes // 1440}d {minutes % 1440 // 60}h"
+        if minutes >= 1440
+        else f"{minutes // 60}h {minutes % 60}m"
+    )
+
+
 def result_message(
     signal: Signal, outcome: Outcome, tick_size: float | None = None, record: BotRecord | None = None
 ) -> str:
-    """The message sent (as a reply to the alert) when a signal closes, with the bot's running record."""
+    """The message sent (as a reply to the alert) when a signal closes, with the bot's running record.
+
+    A signal closed in parts lists each part; funding (perpetuals) is shown when it is known.
+    """
     icon = "✅" if outcome.r_multiple > 0 else "❌" if outcome.r_multiple < 0 else "➖"
-    held_min = max(0, outcome.exit_ms - (signal.bar_ts + timeframe_ms(signal.timeframe))) // 60_000
-    held = (
-        f"{held_min // 1440}d {held_min % 1440 // 60}h"
-        if held_min >= 1440
-        else (f"{held_min // 60}h {held_min % 60}m")
-    )
-    return (
+    lines = [
         f"{icon} <b>{html.escape(outcome.reason)}</b> · "
-        f"{signal.direction.value} {html.escape(signal.symbol)} · {html.escape(signal.bot)}\n"
+        f"{signal.direction.value} {html.escape(signal.symbol)} · {html.escape(signal.bot)}",
         f"Exit: <code>{format_price(outcome.price, tick_size)}</code> · P&amp;L {_pct(outcome.pnl_pct)} · "
-        f"{outcome.r_multiple:+.2f}R · held {held}\n"
-        f"🆔 <code>{html.escape(signal.id)}</code> · {utc_text(outcome.exit_ms)}"
-        + (f"\n{record_line(signal.bot, record)}" if record is not None else "")
-    )
+        f"{outcome.r_multiple:+.2f}R · held {_held(outcome.exit_ms - signal.created_ms)}",
+    ]
+    if len(outcome.fills) > 1:
+        parts = ", ".join(
+            f"{f.fraction * 100:.0f}% {html.escape(f.reason)} {format_price(f.price, tick_size)}"
+            for f in outcome.fills
+        )
+        lines.append(f"Parts: {parts}")
+    if ":" in signal.symbol:
+        funding = "unknown" if outcome.funding_pct is None else _pct(outcome.funding_pct)
+        lines.append(f"Funding: {funding} (in the P&amp;L)")
+    lines.append(f"🆔 <code>{html.escape(signal.id)}</code> · {utc_text(outcome.exit_ms)}")
+    if record is not None:
+        lines.append(record_line(signal.bot, record))
+    return "\n".join(lines)
+
+
+def progress_message(
+    signal: Signal, new_fills: tuple[Fill, ...], position: Position, tick_size: float | None = None
+) -> str:
+    """A reply to an open signal's alert when targets were hit and part of it closed."""
+    lines = [
+        f"🎯 <b>{html.escape(fill.reason)} hit</b> · {signal.direction.value} {html.escape(signal.symbol)}"
+        f" · {html.escape(signal.bot)}: {fill.fraction * 100:.0f}% closed at "
+        f"<code>{format_price(fill.price, tick_size)}</code>"
+        for fill in new_fills
+    ]
+    stop = format_price(position.stop, tick_size)
+    moved = {"BE": " (break-even)", "TRAIL": " (trailing)"}.get(position.stop_reason, "")
+    lines.append(f"{position.remaining * 100:.0f}% still open · stop <code>{stop}</code>{moved}")
+    lines.append(f"🆔 <code>{html.escape(signal.id)}</code>")
+    return "\n".join(lines)
 
 
 def update_message(bot: str, setup: Setup) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from common.errors import ConfigError
+from common.tracker import ExitPlan
 from tp_sl_calculator import RiskSettings
 
 #: Timeframes MEXC offers through ccxt with a fixed candle length (1M is calendar-based; not used).
@@ -61,6 +62,28 @@ class TrackingSettings(_Strict):
 
     fee_pct_per_side: float = Field(0.05, ge=0, le=1)
     timeout_hours: float = Field(24.0, gt=0, le=24 * 90)
+    # Shares of the original size closed at TP1, TP2, TP3 (None: equal shares over the signal's
+    # targets); the signal's last target always closes what remains.
+    tp_fractions: list[float] | None = None
+    break_even_after_tp1: bool = True
+
+    @field_validator("tp_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float] | None) -> list[float] | None:
+        return _check_fractions(value)
+
+
+def _check_fractions(value: list[float] | None) -> list[float] | None:
+    """Take-profit shares: 1 to 3 numbers in [0, 1] that add up to at most 1."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 3:
+        raise ValueError("give 1 to 3 fractions (TP1, TP2, TP3)")
+    if any(not 0 <= f <= 1 for f in value):
+        raise ValueError("each fraction must be between 0 and 1")
+    if sum(value) > 1 + 1e-9:
+        raise ValueError(f"the fractions add up to {sum(value):g}; at most 1")
+    return value
 
 
 class RunnerSettings(_Strict):
@@ -130,6 +153,9 @@ class BotEntry(_Strict):
     cooldown_minutes: float = Field(60.0, ge=0)
     max_open_signals: int = Field(5, ge=1, le=1_000)
     timeout_hours: float | None = Field(None, gt=0)
+    tp_fractions: list[float] | None = None  # default: tracking.tp_fractions
+    break_even_after_tp1: bool | None = None  # default: tracking.break_even_after_tp1
+    trailing_stop: bool = False  # trail the stop along the strategy's line (psar_bot, most_bot)
     params: dict[str, Any] = Field(default_factory=dict)
     risk: dict[str, Any] = Field(default_factory=dict)
     chart: bool = True
@@ -140,6 +166,11 @@ class BotEntry(_Strict):
         if value not in MEXC_TIMEFRAMES:
             raise ValueError(f"timeframe must be one of {', '.join(MEXC_TIMEFRAMES)}")
         return value
+
+    @field_validator("tp_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float] | None) -> list[float] | None:
+        return _check_fractions(value)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -177,6 +208,19 @@ class BotSettings:
     risk: RiskSettings
     symbol_risk: Mapping[str, RiskSettings] = field(default_factory=dict)
     chart: bool = True
+    tp_fractions: tuple[float, ...] | None = None
+    break_even_after_tp1: bool = True
+    trailing_stop: bool = False
+
+    def exit_plan(self, fee_pct_per_side: float) -> ExitPlan:
+        """How the tracker closes this bot's signals."""
+        return ExitPlan(
+            timeout_ms=self.timeout_ms,
+            fee_pct_per_side=fee_pct_per_side,
+            tp_fractions=self.tp_fractions,
+            break_even_after_tp1=self.break_even_after_tp1,
+            trailing=self.trailing_stop,
+        )
 
     def risk_for(self, symbol: str) -> RiskSettings:
         """The risk settings for one symbol: global defaults, then the bot's, then the symbol's."""
@@ -287,6 +331,15 @@ def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> Flee
             risk=risk,
             symbol_risk=symbol_risk,
             chart=entry.chart,
+            tp_fractions=_fractions_tuple(
+                entry.tp_fractions if entry.tp_fractions is not None else parsed.tracking.tp_fractions
+            ),
+            break_even_after_tp1=(
+                entry.break_even_after_tp1
+                if entry.break_even_after_tp1 is not None
+                else parsed.tracking.break_even_after_tp1
+            ),
+            trailing_stop=entry.trailing_stop,
         )
     return FleetConfig(
         path=path,
@@ -298,6 +351,10 @@ def load_config(path: Path, param_models: Mapping[str, type[BaseModel]]) -> Flee
         bots=bots,
         health=parsed.health,
     )
+
+
+def _fractions_tuple(value: list[float] | None) -> tuple[float, ...] | None:
+    return None if value is None else tuple(value)
 
 
 def _resolve_symbols(

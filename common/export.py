@@ -4,7 +4,10 @@ One record per signal, oldest first (created time, then id), with these fields i
 id, bot, timestamp (created, ISO UTC), symbol, direction, entry, sl, tp1, tp2, tp3, confidence
 (the context's "confidence", else its "score", else empty), context (a JSON string), status,
 exit_reason, exit_price, exit_time (ISO UTC), pnl_pct, r_multiple, result (WIN / LOSS / FLAT /
-OPEN, from the R multiple). A missing value is null in JSON lines and an empty cell in CSV.
+OPEN, from the R multiple), then the outcome's detail: time_in_trade_s (alert to final exit),
+mfe_pct and mae_pct (excursions, percent of entry), funding_pct (perpetuals; empty when unknown)
+and exits (the fills as "REASON fraction@price" joined by " | "). A missing value is null in JSON
+lines and an empty cell in CSV.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ FIELDS = (
     "pnl_pct",
     "r_multiple",
     "result",
+    "time_in_trade_s",
+    "mfe_pct",
+    "mae_pct",
+    "funding_pct",
+    "exits",
 )
 
 Record = dict[str, ContextValue | None]
@@ -92,6 +100,11 @@ def signal_record(stored: StoredSignal) -> Record:
         "pnl_pct": stored.pnl_pct,
         "r_multiple": stored.r_multiple,
         "result": result_of(stored),
+        "time_in_trade_s": None if stored.duration_ms is None else stored.duration_ms // 1000,
+        "mfe_pct": stored.mfe_pct,
+        "mae_pct": stored.mae_pct,
+        "funding_pct": stored.funding_pct,
+        "exits": " | ".join(f"{f.reason} {f.fraction:g}@{f.price:g}" for f in stored.fills) or None,
     }
 
 

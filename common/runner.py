@@ -28,8 +28,8 @@ from typing import Any
 
 import structlog
 
-from bots.base import DataNeeds, MarketData, Strategy
-from common.cards import result_message, signal_card, update_message
+from bots.base import DataNeeds, MarketData, Strategy, TrailingStops
+from common.cards import progress_message, signal_card, update_message
 from common.charts import chart_spec, render_chart
 from common.clock import Clock, SimulatedClock
 from common.config import BotSettings, FleetConfig
@@ -38,9 +38,10 @@ from common.events import EventLog, EventType
 from common.logging_config import get_logger, new_correlation_id
 from common.market import ExtrasNeed, MarketSource, SeriesKey, SourceProblem, SymbolExtras
 from common.notifier import Notifier
+from common.outcomes import record_close
 from common.store import GateRules, GateVerdict, Store
-from common.tracker import track
-from common.types import Candles, Setup, Signal, candle_open_ms, timeframe_ms
+from common.tracker import ExitPlan, Position, advance, funding_paid_pct, settle
+from common.types import Candles, FloatArray, Setup, Signal, candle_open_ms, timeframe_ms
 from tp_sl_calculator import LevelsRejected, calculate_levels
 
 log = get_logger(__name__)
@@ -56,6 +57,8 @@ CHART_FINISH_S = 10.0
 #: Pauses between attempts to reach an exchange that is down at start (doubling up to the max).
 OPEN_RETRY_FIRST_S = 5.0
 OPEN_RETRY_MAX_S = 300.0
+#: The most candles fetched at once to replay what an open signal missed while the fleet was down.
+MAX_CATCH_UP_CANDLES = 5_000
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,8 @@ class Runner:
         self._delivery_stopping = False
         self._started_monotonic = time.monotonic()
         self._last_status_ms: int | None = None
+        self._last_cycle_s: float | None = None
+        self._last_cycle_ms: int | None = None
         self._live = True
         self.cycles = 0
 
@@ -329,9 +334,11 @@ class Runner:
                     self._scan_series(key, now, extras, followers=followers)
             for key in fresh:
                 self._mark_scanned(key)
-            self._track(fetched)
+            await self._track(fetched, now)
             self._wake_delivery.set()
             self.cycles += 1
+            self._last_cycle_s = time.monotonic() - started
+            self._last_cycle_ms = now
             self._maybe_status(now)
             log.debug("cycle done", series=len(fetched), seconds=round(time.monotonic() - started, 3))
         finally:
@@ -600,52 +607,129 @@ class Runner:
         self._chart_tasks.add(task)
         task.add_done_callback(self._chart_tasks.discard)
 
-    def _track(self, fetched: list[SeriesKey]) -> None:
+    async def _track(self, fetched: list[SeriesKey], now: int) -> None:
+        """Advance every open signal whose series was fetched over its new candles, oldest first.
+
+        After a restart, a signal last checked before the fetched window gets the candles it missed
+        first (one longer fetch), so a level touched while the process was down is found with the
+        right candle. Each signal's progress is saved every cycle; a target hit queues a reply, a
+        close queues the result, each in one transaction with the progress.
+        """
         fresh = set(fetched)
-        timeouts = {bot.name: bot.settings.timeout_ms for bot in self._bots}
+        bots = {bot.name: bot for bot in self._bots}
         fee = self._config.tracking.fee_pct_per_side
-        for stored in self._store.open_signals(tuple(timeouts)):
+        for stored in self._store.open_signals(tuple(bots)):
             signal = stored.signal
             key = SeriesKey(signal.symbol, signal.timeframe)
             candles = self._series[key].candles if key in fresh else None
-            if candles is None:
+            if candles is None or len(candles) == 0:
                 continue
-            result = track(signal, candles, stored.checked_until, timeouts[signal.bot], fee)
-            if result.outcome is None:
-                self._store.mark_checked(signal.id, result.checked_until)
-                continue
-            tick = self._source.market(signal.symbol).tick_size
-            record = self._store.bot_record(signal.bot).plus(result.outcome.pnl_pct)
-            message = result_message(signal, result.outcome, tick, record)
-            if self._store.close_signal(signal.id, result.outcome, result.checked_until, message):
-                self._events.emit(
-                    EventType.SIGNAL_CLOSED,
-                    signal_id=signal.id,
-                    bot=signal.bot,
-                    symbol=signal.symbol,
-                    exit_reason=result.outcome.reason,
-                    exit_price=result.outcome.price,
-                    pnl_pct=round(result.outcome.pnl_pct, 4),
-                    r_multiple=round(result.outcome.r_multiple, 4),
-                )
+            bot = bots[signal.bot]
+            candles = await self._with_missed_candles(key, candles, stored.position.checked_until)
+            plan = bot.settings.exit_plan(fee)
+            trail = self._trail(bot, signal, candles) if plan.trailing else None
+            before = stored.position
+            position = advance(signal, before, candles, plan, trail)
+            if position.closed:
+                await self._close(signal, position, plan)
+            elif len(position.fills) > len(before.fills):
+                new_fills = position.fills[len(before.fills) :]
+                tick = self._source.market(signal.symbol).tick_size
+                message = progress_message(signal, new_fills, position, tick)
+                if self._store.save_progress_with_update(signal.id, position, message, now):
+                    for fill in new_fills:
+                        self._events.emit(
+                            EventType.SIGNAL_PARTIAL_EXIT,
+                            signal_id=signal.id,
+                            bot=signal.bot,
+                            symbol=signal.symbol,
+                            exit_reason=fill.reason,
+                            exit_price=fill.price,
+                            fraction=round(fill.fraction, 6),
+                            remaining=round(position.remaining, 6),
+                            stop=position.stop,
+                        )
+            elif position != before:
+                self._store.save_progress(signal.id, position)
+
+    async def _with_missed_candles(self, key: SeriesKey, candles: Candles, checked_until: int) -> Candles:
+        """``candles``, reaching back to the first candle after ``checked_until`` if they do not yet."""
+        period = timeframe_ms(key.timeframe)
+        missing = (int(candles.ts[0]) - checked_until) // period - 1
+        if missing <= 0:
+            return candles
+        wanted = len(candles) + missing
+        if wanted > MAX_CATCH_UP_CANDLES:
+            log.warning(
+                "too many candles missed to replay them all; tracking resumes from the oldest reachable",
+                symbol=key.symbol,
+                timeframe=key.timeframe,
+                missed=missing,
+            )
+            wanted = MAX_CATCH_UP_CANDLES
+        try:
+            longer = await self._source.closed_candles(key.symbol, key.timeframe, wanted)
+        except FleetError as exc:
+            log.warning("could not fetch the candles missed while down; next cycle", error=str(exc))
+            return candles.slice(0, 0)  # track nothing rather than skip the missed candles
+        log.info("replaying candles missed while the process was down", symbol=key.symbol, candles=missing)
+        return longer
+
+    def _trail(self, bot: BotRuntime, signal: Signal, candles: Candles) -> FloatArray | None:
+        """The bot's trailing-stop line over ``candles`` for the signal's side (None if it has none)."""
+        if not isinstance(bot.strategy, TrailingStops):
+            return None
+        try:
+            line: FloatArray = bot.strategy.trailing_stop(
+                MarketData(candles=candles), bot.settings.params, signal.direction
+            )
+        except Exception:
+            log.exception("trailing stop raised; the stop stays where it is", signal_id=signal.id)
+            return None
+        return line
+
+    async def _close(self, signal: Signal, position: Position, plan: ExitPlan) -> None:
+        """Settle a closed position (with funding for a perpetual) and queue its result."""
+        funding_pct: float | None = 0.0
+        if ":" in signal.symbol:
+            try:
+                funding = await self._source.funding_since(signal.symbol, signal.created_ms)
+            except FleetError as exc:
+                log.warning("funding unavailable; P&L without it", signal_id=signal.id, error=str(exc))
+                funding = None
+            funding_pct = None if funding is None else funding_paid_pct(signal, position.fills, funding)
+        outcome = settle(signal, position, plan, funding_pct)
+        tick = self._source.market(signal.symbol).tick_size
+        record_close(self._store, self._events, signal, outcome, position.checked_until, tick)
 
     def _maybe_status(self, now: int) -> None:
         """A STATUS event at most every ``runner.status_interval_s`` of the run's clock.
 
         The run's clock, so a replay writes one every 5 simulated minutes as a live run does (its
-        ``uptime_s`` is the process's real uptime).
+        ``uptime_s`` is the process's real uptime). Realised R and % are each bot's closed signals'
+        totals (the whole record in the store, net of fees and funding).
         """
         interval_ms = int(self._config.runner.status_interval_s * 1000)
         if self._last_status_ms is not None and now - self._last_status_ms < interval_ms:
             return
         self._last_status_ms = now
-        open_by_bot: dict[str, int] = {}
-        for stored in self._store.open_signals():
-            open_by_bot[stored.signal.bot] = open_by_bot.get(stored.signal.bot, 0) + 1
+        names = tuple(bot.name for bot in self._bots)
+        open_by_bot = dict.fromkeys(names, 0)
+        for stored in self._store.open_signals(names):
+            open_by_bot[stored.signal.bot] += 1
+        realised = {
+            name: {"trades": record.trades, "r": round(record.total_r, 4), "pct": round(record.total_pct, 4)}
+            for name in names
+            for record in (self._store.bot_record(name),)
+        }
         self._events.emit(
             EventType.STATUS,
             uptime_s=round(time.monotonic() - self._started_monotonic, 1),
             cycles=self.cycles,
             open_signals=open_by_bot,
+            realised=realised,
+            last_cycle_s=None if self._last_cycle_s is None else round(self._last_cycle_s, 3),
+            last_cycle_at=self._last_cycle_ms,
+            breakers=dict(self._source.breakers()),
             pending_messages=self._notifier.backlog(),
         )

@@ -24,12 +24,13 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.tracker import Fill, Outcome, Position
 from common.types import ContextValue, Direction, KeyPoint, Levels, Signal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _OUTBOX_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -74,6 +75,11 @@ CREATE TABLE IF NOT EXISTS signals (
     exit_ms       INTEGER,
     pnl_pct       REAL,
     r_multiple    REAL,
+    progress      TEXT,
+    mfe_pct       REAL,
+    mae_pct       REAL,
+    funding_pct   REAL,
+    fills         TEXT,
     UNIQUE (bot, symbol, timeframe, bar_ts)
 );
 CREATE INDEX IF NOT EXISTS signals_open ON signals (status, bot, symbol);
@@ -89,6 +95,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 #: Columns added after schema version 1, for databases created by an older version.
 _ADDED_COLUMNS = {
+    "signals": ("progress TEXT", "mfe_pct REAL", "mae_pct REAL", "funding_pct REAL", "fills TEXT"),
     "outbox": (
         "chart_state TEXT NOT NULL DEFAULT 'none'"
         " CHECK (chart_state IN ('none', 'pending', 'ready', 'failed'))",
@@ -128,6 +135,16 @@ class StoredSignal:
     exit_ms: int | None
     pnl_pct: float | None
     r_multiple: float | None
+    position: Position  # the tracker's progress (partial fills, stop, excursions) so far
+    mfe_pct: float | None = None
+    mae_pct: float | None = None
+    funding_pct: float | None = None
+    fills: tuple[Fill, ...] = ()  # every exit of a closed signal, oldest first (open: position.fills)
+
+    @property
+    def duration_ms(self) -> int | None:
+        """Time in trade, from the alert to the final exit (None while open)."""
+        return None if self.exit_ms is None else self.exit_ms - self.signal.created_ms
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,7 @@ class BotRecord:
     wins: int
     gross_profit_pct: float
     gross_loss_pct: float  # positive: the sum of the losing trades' losses
+    total_r: float = 0.0  # realised R multiples, summed
 
     @property
     def win_rate(self) -> float:
@@ -166,25 +184,20 @@ class BotRecord:
         """Gross profit / gross loss (net of fees); None while there is no loss yet."""
         return self.gross_profit_pct / self.gross_loss_pct if self.gross_loss_pct > 0 else None
 
-    def plus(self, pnl_pct: float) -> BotRecord:
+    @property
+    def total_pct(self) -> float:
+        """Realised P&L in percent, summed over the trades (net of fees and funding)."""
+        return self.gross_profit_pct - self.gross_loss_pct
+
+    def plus(self, pnl_pct: float, r_multiple: float = 0.0) -> BotRecord:
         """The record with one more closed trade."""
         return BotRecord(
             trades=self.trades + 1,
             wins=self.wins + (pnl_pct > 0),
             gross_profit_pct=self.gross_profit_pct + max(pnl_pct, 0.0),
             gross_loss_pct=self.gross_loss_pct + max(-pnl_pct, 0.0),
+            total_r=self.total_r + r_multiple,
         )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an open signal ended."""
-
-    reason: str
-    price: float
-    exit_ms: int
-    pnl_pct: float
-    r_multiple: float
 
 
 def _private_dir(path: Path) -> None:
@@ -340,6 +353,10 @@ class Store:
                 for t, p, lbl in json.loads(row["key_points"])
             ),
         )
+        # Before schema 4 only checked_until was kept: such a signal resumes from there.
+        position = replace(Position.opened(signal), checked_until=row["checked_until"])
+        if row["progress"] is not None:
+            position = Position.from_json(row["progress"])
         return StoredSignal(
             signal=signal,
             status=row["status"],
@@ -349,6 +366,13 @@ class Store:
             exit_ms=row["exit_ms"],
             pnl_pct=row["pnl_pct"],
             r_multiple=row["r_multiple"],
+            position=position,
+            mfe_pct=row["mfe_pct"],
+            mae_pct=row["mae_pct"],
+            funding_pct=row["funding_pct"],
+            fills=tuple(Fill(str(r), float(p), int(t), float(f)) for r, p, t, f in json.loads(row["fills"]))
+            if row["fills"]
+            else (),
         )
 
     def get_signal(self, signal_id: str) -> StoredSignal | None:
@@ -379,19 +403,46 @@ class Store:
 
     # -- tracking -------------------------------------------------------------------------------
 
-    def mark_checked(self, signal_id: str, until_ts: int) -> None:
-        """Record that candles up to open time ``until_ts`` have been checked against the signal."""
+    def save_progress(self, signal_id: str, position: Position) -> None:
+        """Persist an open signal's progress (candles checked, partial fills, stop) after a cycle."""
         self._db.execute(
-            "UPDATE signals SET checked_until = MAX(checked_until, ?) WHERE id = ? AND status = 'OPEN'",
-            (until_ts, signal_id),
+            "UPDATE signals SET progress = ?, checked_until = MAX(checked_until, ?)"
+            " WHERE id = ? AND status = 'OPEN'",
+            (position.to_json(), position.checked_until, signal_id),
         )
 
+    def save_progress_with_update(self, signal_id: str, position: Position, text: str, now_ms: int) -> bool:
+        """Persist progress and queue a reply to the alert (a target hit, the stop moved), atomically.
+
+        A crash between the two would either repeat the reply or lose it; one transaction does
+        neither. False when the signal is no longer open (nothing is written).
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT bot FROM signals WHERE id = ? AND status = 'OPEN'", (signal_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            db.execute(
+                "UPDATE signals SET progress = ?, checked_until = MAX(checked_until, ?) WHERE id = ?",
+                (position.to_json(), position.checked_until, signal_id),
+            )
+            db.execute(
+                "INSERT INTO outbox (bot, kind, signal_id, text, created_ms) VALUES (?, 'update', ?, ?, ?)",
+                (row[0], signal_id, text, now_ms),
+            )
+        return True
+
     def close_signal(self, signal_id: str, outcome: Outcome, checked_until: int, message: str) -> bool:
-        """Close an open signal and queue its result message, atomically. False if it was not open."""
+        """Close an open signal and queue its result message, atomically. False if it was not open.
+
+        ``checked_until`` is the open time of the last candle examined.
+        """
         with self._transaction() as db:
             changed = db.execute(
                 """UPDATE signals SET status = 'CLOSED', exit_reason = ?, exit_price = ?, exit_ms = ?,
-                          pnl_pct = ?, r_multiple = ?, checked_until = ?
+                          pnl_pct = ?, r_multiple = ?, checked_until = MAX(checked_until, ?),
+                          mfe_pct = ?, mae_pct = ?, funding_pct = ?, fills = ?
                    WHERE id = ? AND status = 'OPEN'""",
                 (
                     outcome.reason,
@@ -400,6 +451,10 @@ class Store:
                     outcome.pnl_pct,
                     outcome.r_multiple,
                     checked_until,
+                    outcome.mfe_pct,
+                    outcome.mae_pct,
+                    outcome.funding_pct,
+                    json.dumps([[f.reason, f.price, f.ts_ms, f.fraction] for f in outcome.fills]),
                     signal_id,
                 ),
             ).rowcount
@@ -543,12 +598,17 @@ class Store:
         """The bot's closed signals: trades, wins, gross profit and loss (percent, net of fees)."""
         row = self._db.execute(
             """SELECT COUNT(*), COALESCE(SUM(pnl_pct > 0), 0),
-                      COALESCE(SUM(MAX(pnl_pct, 0)), 0.0), COALESCE(SUM(MAX(-pnl_pct, 0)), 0.0)
+                      COALESCE(SUM(MAX(pnl_pct, 0)), 0.0), COALESCE(SUM(MAX(-pnl_pct, 0)), 0.0),
+                      COALESCE(SUM(r_multiple), 0.0)
                FROM signals WHERE bot = ? AND status = 'CLOSED'""",
             (bot,),
         ).fetchone()
         return BotRecord(
-            trades=int(row[0]), wins=int(row[1]), gross_profit_pct=float(row[2]), gross_loss_pct=float(row[3])
+            trades=int(row[0]),
+            wins=int(row[1]),
+            gross_profit_pct=float(row[2]),
+            gross_loss_pct=float(row[3]),
+            total_r=float(row[4]),
         )
 
     def outbox_rows(self) -> list[dict[str, object]]:

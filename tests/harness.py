@@ -167,9 +167,15 @@ def bot_runtime(strategy: Any, timeframe: str, symbols: Sequence[str], params: B
 
 
 def in_process_runner(
-    tmp_path: Path, bots: list[BotRuntime], source: MarketSource, clock: Clock, stop: asyncio.Event
+    tmp_path: Path,
+    bots: list[BotRuntime],
+    source: MarketSource,
+    clock: Clock,
+    stop: asyncio.Event,
+    replay_from_ms: int | None = None,
 ) -> Runner:
-    """The real Runner over ``source``, with a store, event log and a console notifier into a buffer."""
+    """The real Runner over ``source``, with a store, event log and a console notifier into a buffer
+    (``replay_from_ms``: a replay's ``--start``)."""
     store = Store(tmp_path / "state")
     return Runner(
         bots=bots,
@@ -180,4 +186,5 @@ def in_process_runner(
         events=EventLog(tmp_path / "events", clock),
         config=FleetConfig.defaults(),
         stop=stop,
+        replay_from_ms=replay_from_ms,
     )

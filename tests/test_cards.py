@@ -17,7 +17,8 @@ from common.cards import (
     signal_card,
 )
 from common.prices import format_price
-from common.store import BotRecord, Outcome
+from common.store import BotRecord
+from common.tracker import Outcome
 from common.types import Direction, Levels, Signal
 from tests.fakes.telegram import parse_telegram_html
 

@@ -52,6 +52,10 @@ BROKEN_CONFIGS = {
         json.dumps({"bots": {"psar_bot": {"timeframe": "1h"}}}),
         "bots.psar_bot.symbols: required setting is missing",
     ),
+    "trailing without a line": (
+        json.dumps({"bots": {"strat_bot": {"symbols": ["BTC/USDT"], "trailing_stop": True}}}),
+        "bots.strat_bot.trailing_stop: this strategy has no stop line to trail (psar_bot and most_bot have)",
+    ),
     "invalid JSON": (
         '{"bots": {"psar_bot": {"symbols": ["BTC/USDT"],}}}',
         "invalid JSON at line 1 column 48: Expecting property name enclosed in double quotes",

@@ -322,3 +322,36 @@ def test_bad_base_url_is_a_config_error(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({name: value})
     assert str(caught.value) == f"environment: {name} = {value!r}: must start with http:// or https://"
+
+
+def test_exit_plans_layer_tracking_defaults_and_bot_overrides(tmp_path: Path) -> None:
+    """tp_fractions / break_even_after_tp1 fall back to the tracking section; trailing_stop is per bot."""
+    content = psar(tp_fractions=[0.5, 0.25], trailing_stop=True)
+    content["tracking"] = {"break_even_after_tp1": False, "tp_fractions": [1.0], "fee_pct_per_side": 0.04}
+    bot = load_config(write_config(tmp_path, content), MODELS).bots["psar_bot"]
+    plan = bot.exit_plan(0.04)
+    assert (plan.tp_fractions, plan.break_even_after_tp1, plan.trailing, plan.fee_pct_per_side) == (
+        (0.5, 0.25),
+        False,
+        True,
+        0.04,
+    )
+    default = load_config(write_config(tmp_path, psar()), MODELS).bots["psar_bot"].exit_plan(0.05)
+    assert (default.tp_fractions, default.break_even_after_tp1, default.trailing) == (None, True, False)
+    assert default.timeout_ms == 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("fractions", "problem"),
+    [
+        ([0.7, 0.5], "the fractions add up to 1.2; at most 1"),
+        ([1.5], "each fraction must be between 0 and 1"),
+        ([], "give 1 to 3 fractions (TP1, TP2, TP3)"),
+        ([0.25, 0.25, 0.25, 0.25], "give 1 to 3 fractions (TP1, TP2, TP3)"),
+    ],
+)
+def test_bad_take_profit_fractions_are_one_line(tmp_path: Path, fractions: list[float], problem: str) -> None:
+    """Fractions that do not describe a position give one line naming the bot's setting and the problem."""
+    message = config_error(write_config(tmp_path, psar(tp_fractions=fractions)))
+    assert message.startswith(f"{tmp_path / 'global_config.json'}: bots.psar_bot.tp_fractions = ")
+    assert message.endswith(problem)

@@ -66,6 +66,7 @@ def test_event_type_values_are_their_names() -> None:
     assert {e.name for e in EventType} == {
         "SIGNAL_EMITTED",
         "SIGNAL_CLOSED",
+        "SIGNAL_PARTIAL_EXIT",
         "SIGNAL_REJECTED",
         "SIGNAL_UPDATED",
         "STATUS",

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from common.export import FIELDS, export_signals, write_atomically
-from common.store import GateRules, GateVerdict, Outcome, Store, StoredSignal
+from common.store import GateRules, GateVerdict, Store, StoredSignal
+from common.tracker import Fill, Outcome, Position
 from common.types import ContextValue, Direction, Levels, Signal
 
 pytestmark = pytest.mark.unit
@@ -53,7 +54,16 @@ def make_signal(
 SIGNALS: tuple[tuple[Signal, Outcome | None], ...] = (
     (
         make_signal(1, context={"confidence": 0.8, "adx": 31.5, "note": 'a "quoted", note'}),
-        Outcome(reason="TP2", price=106.0, exit_ms=T0 + 10 * HOUR, pnl_pct=5.9, r_multiple=2.95),
+        Outcome(
+            reason="TP2",
+            price=106.0,
+            exit_ms=T0 + 10 * HOUR,
+            pnl_pct=4.9,
+            r_multiple=2.45,
+            mfe_pct=6.5,
+            mae_pct=0.4,
+            fills=(Fill("TP1", 104.0, T0 + 6 * HOUR, 0.5), Fill("TP2", 106.0, T0 + 10 * HOUR, 0.5)),
+        ),
     ),
     (
         make_signal(2, symbol="ETH/USDT", direction=Direction.SHORT, tps=(96.0,), context={"score": 7}),
@@ -84,9 +94,14 @@ EXPECTED: list[dict[str, object]] = [
         "exit_reason": "TP2",
         "exit_price": 106.0,
         "exit_time": "2024-01-01T10:00:00.000Z",
-        "pnl_pct": 5.9,
-        "r_multiple": 2.95,
+        "pnl_pct": 4.9,
+        "r_multiple": 2.45,
         "result": "WIN",
+        "time_in_trade_s": 28798,
+        "mfe_pct": 6.5,
+        "mae_pct": 0.4,
+        "funding_pct": 0.0,
+        "exits": "TP1 0.5@104 | TP2 0.5@106",
     },
     {
         "id": "sig002",
@@ -108,6 +123,11 @@ EXPECTED: list[dict[str, object]] = [
         "pnl_pct": -2.1,
         "r_multiple": -1.05,
         "result": "LOSS",
+        "time_in_trade_s": 28798,
+        "mfe_pct": 0.0,
+        "mae_pct": 0.0,
+        "funding_pct": 0.0,
+        "exits": None,
     },
     {
         "id": "sig003",
@@ -129,6 +149,11 @@ EXPECTED: list[dict[str, object]] = [
         "pnl_pct": 0.0,
         "r_multiple": 0.0,
         "result": "FLAT",
+        "time_in_trade_s": 28798,
+        "mfe_pct": 0.0,
+        "mae_pct": 0.0,
+        "funding_pct": 0.0,
+        "exits": None,
     },
     {
         "id": "sig004",
@@ -150,6 +175,11 @@ EXPECTED: list[dict[str, object]] = [
         "pnl_pct": None,
         "r_multiple": None,
         "result": "OPEN",
+        "time_in_trade_s": None,
+        "mfe_pct": None,
+        "mae_pct": None,
+        "funding_pct": None,
+        "exits": None,
     },
 ]
 
@@ -190,7 +220,7 @@ def test_csv_has_a_header_and_every_field(signals: list[StoredSignal]) -> None:
     assert by_dict[1]["confidence"] == "7"
     assert by_dict[3]["result"] == "OPEN"
     assert by_dict[3]["exit_time"] == ""
-    assert float(by_dict[0]["r_multiple"]) == 2.95
+    assert float(by_dict[0]["r_multiple"]) == 2.45
     assert json.loads(by_dict[0]["context"])["note"] == 'a "quoted", note'
 
 
@@ -218,8 +248,9 @@ def test_unknown_format_is_refused(signals: list[StoredSignal]) -> None:
 
 def test_score_is_used_when_there_is_no_confidence() -> None:
     """confidence: the context's "confidence" first, then "score"."""
+    signal = make_signal(9, context={"score": 3, "confidence": 0.5})
     both = StoredSignal(
-        signal=make_signal(9, context={"score": 3, "confidence": 0.5}),
+        signal=signal,
         status="OPEN",
         checked_until=T0,
         exit_reason=None,
@@ -227,6 +258,7 @@ def test_score_is_used_when_there_is_no_confidence() -> None:
         exit_ms=None,
         pnl_pct=None,
         r_multiple=None,
+        position=Position.opened(signal),
     )
     assert json.loads(export_signals([both], "jsonl"))["confidence"] == 0.5
 

@@ -24,7 +24,8 @@ from common.logging_config import configure_logging
 from common.market.replay import ReplaySource, read_ohlcv_file
 from common.notifier import TelegramNotifier
 from common.runner import BotRuntime
-from common.store import GateRules, GateVerdict, Outcome, Store
+from common.store import GateRules, GateVerdict, Store
+from common.tracker import Outcome
 from common.types import Direction, Levels, Signal
 from tests.fakes.csvdata import require_shared_data
 from tests.fakes.telegram import PNG_SIGNATURE, FakeTelegram, Fault, parse_telegram_html

@@ -18,7 +18,8 @@ from common.stats import (
     suggested_exclusions,
     worst_symbols,
 )
-from common.store import GateRules, GateVerdict, Outcome, Store, StoredSignal
+from common.store import GateRules, GateVerdict, Store, StoredSignal
+from common.tracker import Outcome, Position
 from common.types import Direction, Levels, Signal
 
 pytestmark = pytest.mark.unit
@@ -80,6 +81,7 @@ def closed(signal: Signal, r: float, reason: str, exit_ms: int, pnl: float | Non
         exit_ms=exit_ms,
         pnl_pct=pnl_of(r) if pnl is None else pnl,
         r_multiple=r,
+        position=Position.opened(signal),
     )
 
 
@@ -94,6 +96,7 @@ def still_open(signal: Signal) -> StoredSignal:
         exit_ms=None,
         pnl_pct=None,
         r_multiple=None,
+        position=Position.opened(signal),
     )
 
 

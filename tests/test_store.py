@@ -7,12 +7,14 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from common.runner import signal_id
-from common.store import GateRules, GateVerdict, Outcome, Store
+from common.store import GateRules, GateVerdict, Store
+from common.tracker import Fill, Outcome, Position
 from common.types import Direction, KeyPoint, Levels, Signal
 
 pytestmark = pytest.mark.unit
@@ -303,19 +305,31 @@ def test_close_signal_only_once(store: Store) -> None:
     assert store.close_signal("no-such-id", outcome, T0, "x") is False
 
 
-def test_mark_checked_only_moves_forward_and_only_while_open(store: Store) -> None:
-    """checked_until never goes backwards, and a closed signal is not touched."""
+def test_saved_progress_comes_back_and_a_closed_signal_is_not_touched(store: Store) -> None:
+    """An open signal's progress (stop, fills, excursions) reads back as saved; closed, it is frozen."""
     signal = make_signal()
     _admit(store, signal)
-    store.mark_checked(signal.id, T0 + 3 * HOUR)
-    store.mark_checked(signal.id, T0 + 2 * HOUR)
+    [fresh] = store.open_signals()
+    assert fresh.position == Position.opened(signal)
+    progress = replace(
+        Position.opened(signal),
+        stop=signal.levels.entry,
+        stop_reason="BE",
+        targets_hit=1,
+        remaining=0.5,
+        fills=(Fill("TP1", signal.levels.tps[0], T0 + 3 * HOUR, 0.5),),
+        mfe_pct=4.25,
+        mae_pct=0.5,
+        checked_until=T0 + 3 * HOUR,
+    )
+    store.save_progress(signal.id, progress)
     [open_signal] = store.open_signals()
-    assert open_signal.checked_until == T0 + 3 * HOUR
+    assert (open_signal.position, open_signal.checked_until) == (progress, T0 + 3 * HOUR)
     store.close_signal(signal.id, _outcome(), T0 + 4 * HOUR, "r")
-    store.mark_checked(signal.id, T0 + 9 * HOUR)
+    store.save_progress(signal.id, replace(progress, checked_until=T0 + 9 * HOUR))
     stored = store.get_signal(signal.id)
     assert stored is not None
-    assert stored.checked_until == T0 + 4 * HOUR
+    assert (stored.checked_until, stored.position) == (T0 + 4 * HOUR, progress)
 
 
 def test_open_signals_filter_by_bot_and_order(store: Store) -> None:

@@ -125,6 +125,18 @@ class MarketSource(Protocol):
         """
         ...
 
+    async def funding_since(self, symbol: str, since_ms: int) -> FundingRates | None:
+        """The funding settlements of a perpetual from ``since_ms`` up to the clock's time.
+
+        For the tracker's P&L: None when the source has no funding for the symbol (a spot market,
+        a replay without a funding file); a failure to get what it should have raises.
+        """
+        ...
+
+    def breakers(self) -> Mapping[str, str]:
+        """The state of each circuit breaker the source has (``closed``, ``open``, ``half-open``)."""
+        ...
+
     def market(self, symbol: str) -> MarketInfo:
         """Market information for a symbol that ``open`` accepted."""
         ...

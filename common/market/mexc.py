@@ -70,6 +70,8 @@ MARKET_TIMEFRAMES = {
 }
 #: MEXC's page size cap for the funding history, and the most trades one request returns.
 FUNDING_PAGE = 100
+#: The most settlements the tracker asks for (a month of hourly funding).
+FUNDING_TRACK_MAX = 720
 TRADES_LIMIT = {"spot": 1000, "swap": 100}
 #: Extra candles fetched before a series' first window, so a hole at its very start can be filled
 #: from the candle before it, exactly as the replay source (which has the whole file) fills it.
@@ -367,6 +369,22 @@ class MexcSource:
         funding = funding_from_ccxt(symbol, list(known.values()), current)
         self._next_settlement[symbol] = funding.next_ts
         return funding
+
+    async def funding_since(self, symbol: str, since_ms: int) -> FundingRates | None:
+        """Settlements since ``since_ms`` of a swap (None on spot), for the tracker's P&L.
+
+        Asks for one settlement per hour of the window (MEXC settles every 1, 4 or 8 hours), so the
+        window is covered whatever the symbol's interval; capped at ``FUNDING_TRACK_MAX``.
+        """
+        info = self._markets[symbol]
+        if info.kind != "swap":
+            return None
+        hours = -(-max(0, self.clock.now_ms() - since_ms) // 3_600_000)
+        return await self._funding(info, min(hours + 1, FUNDING_TRACK_MAX))
+
+    def breakers(self) -> Mapping[str, str]:
+        """Each breaker's state by service: spot, swap, markets."""
+        return {kind: breaker.state.value for kind, breaker in self._breakers.items()}
 
     async def _trades(self, info: MarketInfo, limit: int) -> Trades:
         """The newest public trades, at most one request's worth (spot 1,000, swap 100)."""

@@ -125,6 +125,7 @@ class ReplaySource:
         self._close_times: dict[SeriesKey, IntArray] = {}
         self._real_end: dict[SeriesKey, IntArray] = {}
         self._funding: dict[str, FundingRates] = {}
+        self._no_funding: set[str] = set()
         self._trades: dict[str, Trades] = {}
 
     @property
@@ -214,6 +215,28 @@ class ReplaySource:
             f"no replay file for {key.symbol} {key.timeframe} in {where} "
             f"(looked for {file_stem(key.symbol)}-{key.timeframe}.csv[.gz] or a finer timeframe)"
         )
+
+    async def funding_since(self, symbol: str, since_ms: int) -> FundingRates | None:
+        """Settlements up to the simulated now from the symbol's funding file, if the folders have one.
+
+        Loaded on first use: a replay of a perpetual without a funding file tracks its signals
+        without funding (the P&L says funding unknown) instead of refusing the symbol.
+        """
+        if ":" not in symbol:
+            return None
+        if symbol not in self._funding and symbol not in self._no_funding:
+            path = self._first(f"{file_stem(symbol)}-funding_rate")
+            if path is None:
+                self._no_funding.add(symbol)
+                log.info("no funding file for the replay; P&L without funding", symbol=symbol)
+            else:
+                self._funding[symbol] = read_funding_file(path, symbol)
+        rates = self._funding.get(symbol)
+        return None if rates is None else rates.until(self.clock.now_ms())
+
+    def breakers(self) -> Mapping[str, str]:
+        """Files have no circuit breakers."""
+        return {}
 
     def market(self, symbol: str) -> MarketInfo:
         """Replay files carry no tick size; prices are shown unrounded."""
