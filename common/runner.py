@@ -618,6 +618,7 @@ class Runner:
         fresh = set(fetched)
         bots = {bot.name: bot for bot in self._bots}
         fee = self._config.tracking.fee_pct_per_side
+        progressed: list[tuple[str, Position]] = []
         for stored in self._store.open_signals(tuple(bots)):
             signal = stored.signal
             key = SeriesKey(signal.symbol, signal.timeframe)
@@ -650,7 +651,8 @@ class Runner:
                             stop=position.stop,
                         )
             elif position != before:
-                self._store.save_progress(signal.id, position)
+                progressed.append((signal.id, position))
+        self._store.save_progress(progressed)
 
     async def _with_missed_candles(self, key: SeriesKey, candles: Candles, checked_until: int) -> Candles:
         """``candles``, reaching back to the first candle after ``checked_until`` if they do not yet."""

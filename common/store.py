@@ -403,13 +403,21 @@ class Store:
 
     # -- tracking -------------------------------------------------------------------------------
 
-    def save_progress(self, signal_id: str, position: Position) -> None:
-        """Persist an open signal's progress (candles checked, partial fills, stop) after a cycle."""
-        self._db.execute(
-            "UPDATE signals SET progress = ?, checked_until = MAX(checked_until, ?)"
-            " WHERE id = ? AND status = 'OPEN'",
-            (position.to_json(), position.checked_until, signal_id),
-        )
+    def save_progress(self, progress: Iterable[tuple[str, Position]]) -> None:
+        """Persist open signals' progress (candles checked, stop, excursions) after a cycle.
+
+        One transaction for all of them: one disk sync per cycle, not one per open signal. A signal
+        closed meanwhile is not touched.
+        """
+        rows = [(position.to_json(), position.checked_until, signal_id) for signal_id, position in progress]
+        if not rows:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE signals SET progress = ?, checked_until = MAX(checked_until, ?)"
+                " WHERE id = ? AND status = 'OPEN'",
+                rows,
+            )
 
     def save_progress_with_update(self, signal_id: str, position: Position, text: str, now_ms: int) -> bool:
         """Persist progress and queue a reply to the alert (a target hit, the stop moved), atomically.

@@ -43,7 +43,7 @@ def _seed(tmp_path: Path, symbol: str = "BTC/USDT") -> Signal:
         mae_pct=0.3,
         checked_until=T0 + 4 * HOUR,
     )
-    store.save_progress(signal.id, half)
+    store.save_progress([(signal.id, half)])
     store.close()
     return signal
 

@@ -322,11 +322,11 @@ def test_saved_progress_comes_back_and_a_closed_signal_is_not_touched(store: Sto
         mae_pct=0.5,
         checked_until=T0 + 3 * HOUR,
     )
-    store.save_progress(signal.id, progress)
+    store.save_progress([(signal.id, progress)])
     [open_signal] = store.open_signals()
     assert (open_signal.position, open_signal.checked_until) == (progress, T0 + 3 * HOUR)
     store.close_signal(signal.id, _outcome(), T0 + 4 * HOUR, "r")
-    store.save_progress(signal.id, replace(progress, checked_until=T0 + 9 * HOUR))
+    store.save_progress([(signal.id, replace(progress, checked_until=T0 + 9 * HOUR))])
     stored = store.get_signal(signal.id)
     assert stored is not None
     assert (stored.checked_until, stored.position) == (T0 + 4 * HOUR, progress)
