@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,8 @@ from common.market import MarketSource
 from common.market.mexc import MexcSource
 from common.market.replay import ReplaySource
 from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
+from common.observe import NO_OBSERVER
+from common.ops import Operations, RunParts
 from common.outcomes import record_close
 from common.runner import BotRuntime, Runner
 from common.stats import group_stats, stats_json, stats_table, suggested_exclusions, worst_symbols
@@ -45,6 +47,10 @@ from common.tracker import ExitPlan, close_manually, settle
 
 #: Alert charts are kept this long (dry-run prints their paths; Telegram has its own copy).
 CHART_KEEP_DAYS = 7.0
+#: Of the shutdown limit, the last second is kept for closing connections and leaving the interpreter.
+CLOSE_RESERVE_S = 1.0
+#: No send starts later than this before the reserve; one still on the wire then is cut at the reserve.
+SEND_GRACE_S = 0.5
 
 log = get_logger("bots.cli")
 
@@ -70,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_utc_ms,
         metavar="ISO-TIME",
         help="replay only: begin at this UTC time (e.g. 2024-08-01) instead of the first warm bar",
+    )
+    run.add_argument(
+        "--health-port",
+        type=_port,
+        metavar="N",
+        help="serve /health and /metrics on 127.0.0.1:N (0: off); default: the config's health section",
     )
     run.add_argument(
         "--log-level",
@@ -158,6 +170,7 @@ class _RunPlan:
     replay_dirs: list[Path] | None
     dry_run: bool
     replay_from_ms: int | None = None
+    health_port: int | None = None  # where /health and /metrics are served; None: not served
 
 
 def _utc_ms(text: str) -> int:
@@ -226,6 +239,30 @@ def _close_manually(signal_id: str, price: float, settings: Settings, config: Fl
     return 0
 
 
+def _port(text: str) -> int:
+    """A TCP port 0..65535 (0: off), for argparse."""
+    if not text.isdigit() or int(text) > 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535; 0 turns it off)")
+    return int(text)
+
+
+def _health_port(args: argparse.Namespace, config: FleetConfig, replay: bool) -> int | None:
+    """Where a run serves /health and /metrics, or None.
+
+    ``--health-port N`` decides (0: off); without it the config does: ``health.fleet`` for
+    ``run --all``, ``health.per_bot`` for named bots, and only for a looping run (not ``--once``).
+    A replay never serves them.
+    """
+    if replay:
+        if args.health_port is not None:
+            raise ConfigError("run: --health-port does not apply to a replay (it serves no health endpoints)")
+        return None
+    if args.health_port is not None:
+        return args.health_port or None
+    wanted = config.health.fleet if args.all else config.health.per_bot
+    return config.health.port if wanted and not args.once else None
+
+
 def _needs(config: FleetConfig, name: str) -> DataNeeds:
     """What bot ``name`` needs with its configured parameters and timeframe; a mismatch between them
     (a timeframe the strategy cannot use, say) is a one-line ConfigError naming the bot."""
@@ -275,7 +312,13 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
     dry_run = args.dry_run or replay_dirs is not None or no_token
     if args.start is not None and replay_dirs is None:
         raise ConfigError("run: --start only applies to a replay (--source replay:DIR)")
-    return _RunPlan(bots=bots, replay_dirs=replay_dirs, dry_run=dry_run, replay_from_ms=args.start)
+    return _RunPlan(
+        bots=bots,
+        replay_dirs=replay_dirs,
+        dry_run=dry_run,
+        replay_from_ms=args.start,
+        health_port=_health_port(args, config, replay_dirs is not None),
+    )
 
 
 def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
@@ -310,6 +353,9 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
 async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once: bool) -> int:
     clock: Clock
     source: MarketSource
+    # A live run is a service: metrics, health and systemd notifications. A replay is not.
+    ops = None if plan.replay_dirs else Operations.from_env(config.health, plan.health_port)
+    observer = NO_OBSERVER if ops is None else ops.observer
     if plan.replay_dirs is not None:
         simulated = SimulatedClock(0)
         clock, source = simulated, ReplaySource(plan.replay_dirs, simulated)
@@ -322,6 +368,7 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
             base_url=settings.mexc_api_base_url,
             api_key=key.get_secret_value() if key else None,
             api_secret=secret.get_secret_value() if secret else None,
+            observer=observer,
         )
     # A replay keeps its own store and events: its signals must never be tracked, counted by the
     # gate or reported as results by a live run sharing the same directories.
@@ -331,9 +378,9 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         settings.log_dir / ("replay-events" if replay else "events"), clock, secrets=settings.secrets()
     )
     notifier: Notifier = (
-        ConsoleNotifier(store, clock)
+        ConsoleNotifier(store, clock, observer=observer)
         if plan.dry_run
-        else TelegramNotifier(store, clock, settings, config.telegram)
+        else TelegramNotifier(store, clock, settings, config.telegram, observer=observer)
     )
     stop = asyncio.Event()
     _install_signal_handlers(stop, events)
@@ -350,18 +397,30 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         # A replay draws no charts: hundreds of images of history nobody is sent.
         charts_dir=None if replay else _chart_dir(settings.state_dir / "charts"),
         replay_from_ms=plan.replay_from_ms,
+        observer=observer,
     )
     try:
+        if ops is not None and isinstance(source, MexcSource):
+            await ops.start(
+                RunParts(runner=runner, store=store, notifier=notifier, source=source, clock=clock)
+            )
         await runner.prepare(wait_for_source=not once)
         if not runner.bots:
             raise FleetError("no bot can run (see the errors above)")
         await _run_until_stopped(
-            runner, stop, once=once, limit_s=config.runner.shutdown_timeout_s, events=events
+            runner,
+            stop,
+            once=once,
+            limit_s=config.runner.shutdown_timeout_s,
+            events=events,
+            on_stopping=ops.stopping if ops is not None else None,
         )
         if plan.replay_dirs is not None:
             print(summary_table(store.all_signals()))
         return 0
     finally:
+        if ops is not None:
+            await ops.close()
         await notifier.close()
         await source.close()
         store.close()
@@ -417,14 +476,30 @@ def _chart_dir(path: Path, keep_days: float = CHART_KEEP_DAYS) -> Path:
 
 
 async def _run_until_stopped(
-    runner: Runner, stop: asyncio.Event, *, once: bool, limit_s: float, events: EventLog
+    runner: Runner,
+    stop: asyncio.Event,
+    *,
+    once: bool,
+    limit_s: float,
+    events: EventLog,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
-    """Run the loop; on a stop request finish the cycle in flight and deliver, all within ``limit_s``."""
+    """Run the loop; on a stop request finish the cycle in flight and deliver, all within ``limit_s``.
+
+    The cycle in flight gets half of the limit. Delivery goes on until ``SEND_GRACE_S`` +
+    ``CLOSE_RESERVE_S`` before the limit; a send still on the wire ``CLOSE_RESERVE_S`` before it is
+    cut (its message stays queued and goes out at the next start, maybe twice: at-least-once), so
+    the process is gone by the limit whatever Telegram does. ``on_stopping`` is called as shutdown
+    begins (systemd's STOPPING=1).
+    """
     loop_task = asyncio.create_task(runner.run(once=once), name="runner")
     stop_task = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     stopped_at = time.monotonic()
-    deadline = stopped_at + limit_s - 1.0  # keep a second for closing connections
+    if on_stopping is not None:
+        on_stopping()
+    cut_at = stopped_at + limit_s - CLOSE_RESERVE_S
+    deadline = cut_at - SEND_GRACE_S
     if not stop.is_set():
         stop_task.cancel()
         loop_task.result()  # re-raise what ended the loop, if anything
@@ -438,7 +513,15 @@ async def _run_until_stopped(
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
             log.warning("cycle in flight cancelled to respect the shutdown limit")
-    pending = await runner.flush(deadline)
+    try:
+        # A hard limit: a send hanging past the deadline (Telegram slow, its timeout 15 s) is cut.
+        async with asyncio.timeout(max(0.0, cut_at - time.monotonic())):
+            await runner.flush(deadline)
+    except TimeoutError:
+        log.warning(
+            "a send still in flight was cut at the shutdown limit; it is sent again at the next start"
+        )
+    pending = runner.backlog()
     events.emit(
         EventType.SHUTDOWN_COMPLETE,
         pending_messages=pending,

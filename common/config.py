@@ -97,12 +97,15 @@ class HealthSettings(_Strict):
     """The ``health`` section: the HTTP health and metrics endpoints (always on 127.0.0.1).
 
     Served by ``run --all`` (the fleet) when ``fleet`` is true and by a one-bot process when
-    ``per_bot`` is true: per-bot units would otherwise all want the same port.
+    ``per_bot`` is true: per-bot units would otherwise all want the same port. ``live_window_s`` is
+    how long a cycle may go without progress before ``/health/live`` says the loop is stuck, when
+    systemd gives no watchdog period (with one, the watchdog period is the window).
     """
 
     port: int = Field(9464, ge=1, le=65_535)
     fleet: bool = True
     per_bot: bool = False
+    live_window_s: float = Field(120.0, ge=1, le=3_600)
 
 
 def _check_unified(symbol: str) -> str:

@@ -52,6 +52,7 @@ from common.cards import caption_fits, html_to_plain, late_note
 from common.clock import Clock
 from common.config import Settings, TelegramSettings
 from common.logging_config import get_logger
+from common.observe import NO_OBSERVER, Observer
 from common.sendlimits import SendLimiter, SendRules, token_key
 from common.store import OutboxMessage, Store
 
@@ -95,10 +96,13 @@ def _chart_waiting(message: OutboxMessage, now_ms: int) -> bool:
 class ConsoleNotifier:
     """Dry-run: prints each message as plain text (and its chart's path) to ``stream``."""
 
-    def __init__(self, store: Store, clock: Clock, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, stream: TextIO | None = None, *, observer: Observer = NO_OBSERVER
+    ) -> None:
         self._store = store
         self._clock = clock
         self._stream = stream or sys.stdout
+        self._observer = observer
         self._bots: tuple[str, ...] = ()
         self._after_id = 0
 
@@ -127,6 +131,7 @@ class ConsoleNotifier:
                 if message.chart_state == "ready" and message.chart_path:
                     self._stream.write(f"chart: {message.chart_path}\n")
                 self._store.mark_sent(message.id, None, self._clock.now_ms())
+                self._observer.alert_sent(message.bot, message.kind)
                 delivered += 1
         self._stream.flush()
         return delivered
@@ -182,8 +187,10 @@ class TelegramNotifier:
         limits: TelegramSettings,
         *,
         limiter: SendLimiter | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._store = store
+        self._observer = observer
         self._clock = clock
         self._settings = settings
         self._limits = limits
@@ -294,6 +301,24 @@ class TelegramNotifier:
         """Messages of this process's bots still waiting to be sent."""
         return self._store.count_pending(self._routes) if self._routes else 0
 
+    async def reachable(self, timeout_s: float) -> str | None:
+        """Ask Telegram who each token is (getMe): None when every token answered, else one line why not.
+
+        The health endpoint's probe. A token Telegram rejected during delivery counts as a problem.
+        """
+        if self._bad_tokens:
+            return f"Telegram rejected {len(self._bad_tokens)} token(s); their alerts wait"
+        keys = {route.bot_key for route in self._routes.values()}
+        for key in sorted(keys):
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._clients[key].get_me()
+            except TimeoutError:
+                return f"Telegram did not answer getMe within {timeout_s:g} s"
+            except TelegramError as exc:
+                return f"Telegram getMe failed: {type(exc).__name__}: {exc.message}"
+        return None
+
     def interrupt(self) -> None:
         """End the pass in progress: no new send starts; those on the wire finish and are recorded."""
         self._interrupted = True
@@ -361,6 +386,7 @@ class TelegramNotifier:
 
     def _done(self, message: OutboxMessage, telegram_id: int) -> _Step:
         self._store.mark_sent(message.id, telegram_id, self._clock.now_ms())
+        self._observer.alert_sent(message.bot, message.kind)
         log.info(
             "alert sent",
             outbox_id=message.id,
@@ -412,12 +438,14 @@ class TelegramNotifier:
                     photo, text = None, message.text
                     continue
                 self._store.mark_failed(message.id, f"BadRequest: {exc.message}")
+                self._observer.alert_failed(message.bot, message.kind)
                 log.error(
                     "telegram refused a message", outbox_id=message.id, chat=route.chat, error=exc.message
                 )
                 return _Step.GAVE_UP
             except Forbidden as exc:
                 self._store.mark_failed(message.id, f"Forbidden: {exc.message}")
+                self._observer.alert_failed(message.bot, message.kind)
                 log.error(
                     "telegram forbids posting to this chat",
                     outbox_id=message.id,

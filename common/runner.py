@@ -38,6 +38,7 @@ from common.events import EventLog, EventType
 from common.logging_config import get_logger, new_correlation_id
 from common.market import ExtrasNeed, MarketSource, SeriesKey, SourceProblem, SymbolExtras
 from common.notifier import Notifier
+from common.observe import NO_OBSERVER, Observer
 from common.outcomes import record_close
 from common.store import GateRules, GateVerdict, Store
 from common.tracker import ExitPlan, Position, advance, funding_paid_pct, settle
@@ -117,6 +118,7 @@ class Runner:
         close_delay_ms: int = 0,
         charts_dir: Path | None = None,
         replay_from_ms: int | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._bots = list(bots)
         self._source = source
@@ -131,6 +133,8 @@ class Runner:
         self._charts_dir = charts_dir
         # A replay starts no earlier than this (the series still warm up on the history before it).
         self._replay_from_ms = replay_from_ms
+        # Metrics and liveness watch the cycles through this (common.observe); it never steers.
+        self._observer = observer
         self._chart_tasks: set[asyncio.Task[None]] = set()
         self._series: dict[SeriesKey, _SeriesState] = {}
         # Per symbol, the extras (funding, trades, book, ticker) its bots need, merged.
@@ -220,6 +224,13 @@ class Runner:
         """The bots that passed ``prepare``."""
         return list(self._bots)
 
+    def newest_closes(self) -> dict[SeriesKey, int | None]:
+        """Per series, the close time (ms) of its newest closed candle, None before the first fetch."""
+        return {
+            key: state.candles.close_time(-1) if state.candles is not None and len(state.candles) else None
+            for key, state in self._series.items()
+        }
+
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self, *, once: bool = False) -> None:
@@ -300,6 +311,10 @@ class Runner:
             except Exception:
                 log.exception("delivery failed unexpectedly; retrying in 5 s")
 
+    def backlog(self) -> int:
+        """Messages of this runner's bots still waiting to be delivered."""
+        return self._notifier.backlog()
+
     async def flush(self, deadline: float) -> int:
         """Deliver queued messages until ``deadline`` (monotonic); returns how many are still queued.
 
@@ -322,6 +337,10 @@ class Runner:
         cycle_id = new_correlation_id()
         structlog.contextvars.bind_contextvars(cycle_id=cycle_id)
         started = time.monotonic()
+        self._observer.cycle_started()
+        due: list[SeriesKey] = []
+        fetched: list[SeriesKey] = []
+        completed = False
         try:
             now = self._clock.now_ms()
             due = [key for key, state in self._series.items() if self._is_due(key, state, now)]
@@ -341,8 +360,12 @@ class Runner:
             self._last_cycle_ms = now
             self._maybe_status(now)
             log.debug("cycle done", series=len(fetched), seconds=round(time.monotonic() - started, 3))
+            completed = True
         finally:
             structlog.contextvars.unbind_contextvars("cycle_id")
+            self._observer.cycle_finished(
+                seconds=time.monotonic() - started, due=len(due), fetched=len(fetched), completed=completed
+            )
 
     def _is_due(self, key: SeriesKey, state: _SeriesState, now: int) -> bool:
         if state.candles is None or len(state.candles) == 0 or state.stale_retries:
@@ -473,8 +496,9 @@ class Runner:
             structlog.contextvars.bind_contextvars(bot=bot.name)
             try:
                 setups = bot.strategy.scan(data, bot.settings.params)
-            except Exception:
+            except Exception as exc:
                 log.exception("strategy raised; the bot continues next cycle", symbol=symbol)
+                self._observer.scan_failed(bot.name, symbol, exc)
                 continue
             finally:
                 structlog.contextvars.unbind_contextvars("bot")

@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from common.clock import Clock
@@ -21,6 +24,7 @@ from common.config import BotSettings, FleetConfig
 from common.events import EventLog
 from common.market import MarketSource
 from common.notifier import ConsoleNotifier
+from common.observe import NO_OBSERVER, Observer
 from common.runner import BotRuntime, Runner
 from common.store import Store
 from tests.fakes.csvdata import OhlcvArrays, load_ohlcv_csv
@@ -113,6 +117,15 @@ async def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: floa
     return CliRun(process.returncode, stdout.decode(), stderr.decode())
 
 
+async def sigterm_cli(process: asyncio.subprocess.Process, timeout: float = 30.0) -> tuple[str, float]:
+    """SIGTERM a running CLI and wait for it to exit: its stderr and the seconds the exit took."""
+    process.send_signal(signal.SIGTERM)
+    sent_at = time.monotonic()
+    async with asyncio.timeout(timeout):
+        _, stderr = await process.communicate()
+    return stderr.decode(), time.monotonic() - sent_at
+
+
 def avoid_candle_boundary(period_ms: int, margin_s: float = 30.0) -> None:
     """Sleep past a candle close if one is due within ``margin_s``: the fake's forming candle would
     otherwise close between serving and checking, and the test would see one candle more."""
@@ -173,18 +186,41 @@ def in_process_runner(
     clock: Clock,
     stop: asyncio.Event,
     replay_from_ms: int | None = None,
+    *,
+    observer: Observer = NO_OBSERVER,
+    console: io.StringIO | None = None,
 ) -> Runner:
     """The real Runner over ``source``, with a store, event log and a console notifier into a buffer
-    (``replay_from_ms``: a replay's ``--start``)."""
+    (``console``, or a fresh one), reporting to ``observer``; ``replay_from_ms`` is a replay's
+    ``--start``."""
     store = Store(tmp_path / "state")
     return Runner(
         bots=bots,
         source=source,
         store=store,
-        notifier=ConsoleNotifier(store, clock, io.StringIO()),
+        notifier=ConsoleNotifier(store, clock, console or io.StringIO(), observer=observer),
         clock=clock,
         events=EventLog(tmp_path / "events", clock),
         config=FleetConfig.defaults(),
         stop=stop,
         replay_from_ms=replay_from_ms,
+        observer=observer,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def metric_samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Every sample of a Prometheus exposition, parsed by prometheus_client's own parser:
+    name -> {sorted (label, value) pairs: value}; the ``_created`` timestamps are left out."""
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out

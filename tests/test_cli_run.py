@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tests.harness import (
     run_cli,
     sample_4h,
     serve_until,
+    sigterm_cli,
     start_cli,
     write_config,
 )
@@ -153,18 +152,13 @@ async def test_sigterm_stops_the_loop_cleanly(mexc: FakeMexc, tmp_path: Path) ->
         async with asyncio.timeout(30):
             while not any(e["event"] == "STATUS" for e in _events(tmp_path)):
                 await asyncio.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        sent_at = time.monotonic()
-        async with asyncio.timeout(30):
-            _, stderr = await process.communicate()
-        elapsed = time.monotonic() - sent_at
+        console, elapsed = await sigterm_cli(process)
 
-    assert process.returncode == 0, stderr.decode()
+    assert process.returncode == 0, console
     assert elapsed < 30
     names = [e["event"] for e in _events(tmp_path)]
     assert names.index("SHUTDOWN_INITIATED") < names.index("SHUTDOWN_COMPLETE")
     assert [e["reason"] for e in _events(tmp_path) if e["event"] == "SHUTDOWN_INITIATED"] == ["SIGTERM"]
-    console = stderr.decode()
     assert console.index("SHUTDOWN_INITIATED") < console.index("SHUTDOWN_COMPLETE")
     assert len(telegram.messages()) == 1
 

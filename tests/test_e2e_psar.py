@@ -53,9 +53,10 @@ def _window(data: OhlcvArrays, last: int) -> Candles:
     )
 
 
-def _first_signal_bar(data: OhlcvArrays) -> int:
-    """Index of the first bar where psar_bot fires on its window and the levels are accepted."""
-    for last in range(LOOKBACK - 1, len(data.ts) - 1):
+def _first_signal_bar(data: OhlcvArrays, first: int = LOOKBACK - 1) -> int:
+    """Index of the first bar (from ``first`` on) where psar_bot fires on its window and the levels
+    are accepted."""
+    for last in range(first, len(data.ts) - 1):
         for setup in bot_scan_last(_window(data, last)):
             try:
                 calculate_levels(setup, RISK, 0.01)

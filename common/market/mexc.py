@@ -26,6 +26,7 @@ Facts about ccxt's mexc class this module relies on (ccxt 4.5):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
 import email.utils
 import functools
@@ -54,6 +55,7 @@ from common.market.extras import (
     trades_from_ccxt,
 )
 from common.market.series import fill_gaps, merge, missing_opens, newest_closed_open_ms, rows_to_candles
+from common.observe import NO_OBSERVER, Observer
 from common.ratelimit import RequestBudget
 from common.resilience import CircuitBreaker, call_with_retry
 from common.types import Candles, timeframe_ms
@@ -73,6 +75,8 @@ FUNDING_PAGE = 100
 #: The most settlements the tracker asks for (a month of hourly funding).
 FUNDING_TRACK_MAX = 720
 TRADES_LIMIT = {"spot": 1000, "swap": 100}
+#: Set while the health probe's request runs (a contextvar: per task, so the loop's requests are unaffected).
+_PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("mexc_probing", default=False)
 #: Extra candles fetched before a series' first window, so a hole at its very start can be filled
 #: from the candle before it, exactly as the replay source (which has the whole file) fills it.
 FIRST_LOAD_MARGIN = 20
@@ -91,6 +95,17 @@ def override_api_host(urls: Any, base_url: str) -> Any:
     if isinstance(urls, str) and urls.startswith(("http://", "https://")):
         return base + urlsplit(urls).path
     return urls
+
+
+def request_endpoint(url: str, market_ids: Any) -> str:
+    """The path of a request URL with a market id in it replaced by ``{symbol}`` (one metric label
+    per endpoint, not per market): ``/api/v1/contract/kline/BTC_USDT`` -> ``/api/v1/contract/kline/{symbol}``.
+
+    Spot endpoints take the symbol in the query string, so their path is already the endpoint.
+    """
+    parts = urlsplit(url).path.split("/")
+    known = market_ids if isinstance(market_ids, dict) else {}
+    return "/".join("{symbol}" if part in known else part for part in parts)
 
 
 def _retry_after_seconds(headers: Any) -> float | None:
@@ -165,6 +180,7 @@ class MexcSource:
         api_secret: str | None = None,
         base_url: str | None = None,
         budget: RequestBudget | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.clock = clock
         self._settings = settings
@@ -184,6 +200,8 @@ class MexcSource:
         self.budget = budget or RequestBudget("mexc", settings.requests_per_second)
         self._exchange.throttler = self.budget
         self._exchange.on_rest_response = reject_malformed_json
+        self._observer = observer
+        self._exchange.fetch = self._observed(self._exchange.fetch)
         self._breakers = {
             kind: CircuitBreaker(
                 f"mexc-{kind}",
@@ -198,6 +216,46 @@ class MexcSource:
         # Funding history per symbol (settlement time -> ccxt row) and when the next one is due.
         self._settlements: dict[str, dict[int, dict[str, Any]]] = {}
         self._next_settlement: dict[str, int | None] = {}
+
+    def _observed(self, fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """ccxt's ``fetch`` (one HTTP request, retries and probes included) reporting to the observer.
+
+        ``fetch2`` awaits ``self.fetch(url, method, headers, body)`` for every request, so an
+        instance attribute wrapping it sees each one with its outcome, whichever ccxt method sent it.
+        """
+
+        async def observed(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+            started = time.monotonic()
+            endpoint = request_endpoint(url, self._exchange.markets_by_id)
+            probe = _PROBING.get()
+            try:
+                answer = await fetch(url, method, headers, body)
+            except Exception as exc:
+                self._observer.request_done(
+                    endpoint, time.monotonic() - started, type(exc).__name__, probe=probe
+                )
+                raise
+            self._observer.request_done(endpoint, time.monotonic() - started, None, probe=probe)
+            return answer
+
+        return observed
+
+    async def ping(self, timeout_s: float) -> str | None:
+        """Ask MEXC for its time once (no retry, no breaker): None when it answered, else one line why not.
+
+        The health endpoint's probe; it goes through the request budget like every other request.
+        """
+        probing = _PROBING.set(True)  # this task only: the health handler awaiting the probe
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._exchange.fetch_time()
+        except TimeoutError:
+            return f"MEXC did not answer within {timeout_s:g} s"
+        except Exception as exc:  # any client error is an answer to report, not a crash
+            return str(translate_ccxt_error(exc, "fetch_time"))
+        finally:
+            _PROBING.reset(probing)
+        return None
 
     async def _call(self, kind: str, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """One exchange call: translated errors, retried when temporary, through the breaker."""
@@ -383,8 +441,9 @@ class MexcSource:
         return await self._funding(info, min(hours + 1, FUNDING_TRACK_MAX))
 
     def breakers(self) -> Mapping[str, str]:
-        """Each breaker's state by service: spot, swap, markets."""
-        return {kind: breaker.state.value for kind, breaker in self._breakers.items()}
+        """Each endpoint family's circuit breaker (``mexc-spot``, ``mexc-swap``, ``mexc-markets``) and
+        its state (closed, open, half_open)."""
+        return {breaker.name: breaker.state.value for breaker in self._breakers.values()}
 
     async def _trades(self, info: MarketInfo, limit: int) -> Trades:
         """The newest public trades, at most one request's worth (spot 1,000, swap 100)."""
