@@ -1,4 +1,4 @@
-"""The command line: ``python -m bots run|list|check-config|stats|export|close``.
+"""The command line: ``python -m bots run|list|check-config|stats|export|close|health|logs summary``.
 
 Exit status: 0 on a clean stop, 2 on invalid configuration or usage (before any network call),
 1 when nothing can run or an unexpected error stopped the process. Errors are one line on stderr;
@@ -31,7 +31,9 @@ from common.config import FleetConfig, Settings, load_config
 from common.errors import ConfigError, FleetError
 from common.events import EventLog, EventType
 from common.export import export_signals, write_atomically
+from common.healthcheck import HealthOptions, default_event_age_s, run_checks
 from common.logging_config import configure_logging, get_logger
+from common.logsummary import summarize, summary_json, summary_text
 from common.market import MarketSource
 from common.market.mexc import MexcSource
 from common.market.replay import ReplaySource
@@ -111,7 +113,59 @@ def _parser() -> argparse.ArgumentParser:
     close.add_argument("--price", type=_positive_price, required=True, help="the price it was closed at")
     commands.add_parser("list", help="the bots, whether enabled, their timeframe and symbols")
     commands.add_parser("check-config", help="validate global_config.json and the environment")
+    _operations_parsers(commands)
     return parser
+
+
+def _operations_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``health`` (common/healthcheck.py) and ``logs summary`` (common/logsummary.py)."""
+    health = commands.add_parser(
+        "health",
+        help="check a running installation (for cron): exit 0 healthy, 1 unhealthy, 2 usage error",
+        description="Prints one line per problem. Checks the fleet's HTTP /health (or, with --units, the "
+        "systemd units), the age of the newest event-log line and the outbox backlog in the store.",
+    )
+    health.add_argument(
+        "--url", type=_http_url, help="the health endpoint (default: http://127.0.0.1:<health.port>/health)"
+    )
+    health.add_argument("--no-http", action="store_true", help="skip the HTTP check")
+    health.add_argument(
+        "--units",
+        nargs="*",
+        metavar="UNIT",
+        help="check systemd units instead of HTTP (unless --url is given): the named ones must be "
+        "active; without names, signal-fleet.service and signal-bot@*.service may not be failed or "
+        "restarting and one must be active",
+    )
+    health.add_argument(
+        "--max-event-age",
+        type=_positive,
+        metavar="MINUTES",
+        help="newest event at most this old (default: 3 STATUS intervals, or the shortest enabled "
+        "timeframe + 10 min if longer: 15 with the shipped configuration)",
+    )
+    health.add_argument(
+        "--max-pending", type=_count, default=200, metavar="N", help="outbox messages waiting (200)"
+    )
+    health.add_argument(
+        "--max-pending-age",
+        type=_positive,
+        default=15.0,
+        metavar="MINUTES",
+        help="age of the oldest waiting outbox message (15)",
+    )
+    health.add_argument(
+        "--timeout", type=_positive, default=5.0, metavar="SECONDS", help="HTTP / systemctl (5)"
+    )
+    health.add_argument("-q", "--quiet", action="store_true", help="print nothing when healthy (for cron)")
+    logs = commands.add_parser("logs", help="read the event log and the process logs")
+    logs_commands = logs.add_subparsers(dest="logs_command", required=True)
+    summary = logs_commands.add_parser(
+        "summary", help="events per type, alerts and closes per bot, refusals and logged errors by kind"
+    )
+    summary.add_argument("--since", type=_utc_ms, metavar="DATE", help="only what happened since (UTC)")
+    summary.add_argument("--json", action="store_true", help="JSON instead of text")
+    summary.add_argument("--replay", action="store_true", help="the replays' logs instead of the live ones")
 
 
 def _param_models() -> dict[str, Any]:
@@ -133,18 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("stats", "export"):
-        return _records(args, settings, config)
-    if args.command == "close":
-        return _close_manually(args.signal_id, args.price, settings, config)
-    if args.command in ("check-config", "list"):
-        return _describe(args.command, config)
-    return _run_command(args, settings, config)
+    return _COMMANDS.get(args.command, _run_command)(args, settings, config)
 
 
-def _describe(command: str, config: FleetConfig) -> int:
+def _describe(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
     """``check-config`` (every bot's parameters fit its timeframe) and ``list`` (one line per bot)."""
-    if command == "check-config":
+    if args.command == "check-config":
         try:
             for name in config.bots:
                 _needs(config, name)
@@ -197,13 +245,14 @@ def _positive_price(text: str) -> float:
     return value
 
 
-def _close_manually(signal_id: str, price: float, settings: Settings, config: FleetConfig) -> int:
-    """``close``: end an open signal at ``price`` now (MANUAL); its result reply is queued for the
+def _close_manually(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    """``close``: end an open signal at ``--price`` now (MANUAL); its result reply is queued for the
     process running its bot, which sends it at its next delivery pass.
 
     Funding of a perpetual is not fetched here (the command makes no network call): the result
     says funding unknown.
     """
+    signal_id, price = args.signal_id, args.price
     if not (settings.state_dir / "signals.sqlite3").is_file():
         print(f"error: no store in {settings.state_dir} (set BOTS_STATE_DIR)", file=sys.stderr)
         return 1
@@ -463,6 +512,68 @@ def _records(args: argparse.Namespace, settings: Settings, config: FleetConfig) 
     return 0
 
 
+def _positive(text: str) -> float:
+    """A positive number, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _http_url(text: str) -> str:
+    """An http:// or https:// URL, for argparse."""
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} must start with http:// or https://")
+    return text
+
+
+def _operations(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    """``health`` (exit 0 healthy, 1 unhealthy, 2 usage) and ``logs summary``."""
+    if args.command == "logs":
+        try:
+            summary = summarize(settings.log_dir, args.since, replay=args.replay)
+        except OSError as exc:
+            print(f"error: {exc.filename or settings.log_dir}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(summary_json(summary) if args.json else summary_text(summary))
+        return 0
+    if args.no_http and args.url:
+        print("error: health: --url and --no-http contradict each other", file=sys.stderr)
+        return 2
+    url = args.url
+    if url is None and not args.no_http and args.units is None:
+        url = f"http://127.0.0.1:{config.health.port}/health"
+    max_event_age_s = args.max_event_age * 60 if args.max_event_age else default_event_age_s(config)
+    options = HealthOptions(
+        url=url,
+        units=args.units,
+        max_event_age_s=max_event_age_s,
+        max_pending=args.max_pending,
+        max_pending_age_s=args.max_pending_age * 60,
+        timeout_s=args.timeout,
+    )
+    try:
+        report = run_checks(options, settings.log_dir, settings.state_dir, round(time.time() * 1000))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem)
+    if report.healthy and not args.quiet:
+        print("OK: " + "; ".join(report.notes))
+    return 0 if report.healthy else 1
+
+
 def _chart_dir(path: Path, keep_days: float = CHART_KEEP_DAYS) -> Path:
     """The private folder alert charts are drawn in; charts older than ``keep_days`` are deleted."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -543,3 +654,16 @@ def _install_signal_handlers(stop: asyncio.Event, events: EventLog) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, handle, sig.name)
+
+
+_Command = Callable[[argparse.Namespace, Settings, FleetConfig], int]
+#: The commands other than ``run``, by name.
+_COMMANDS: dict[str, _Command] = {
+    "stats": _records,
+    "export": _records,
+    "close": _close_manually,
+    "health": _operations,
+    "logs": _operations,
+    "check-config": _describe,
+    "list": _describe,
+}

@@ -20,7 +20,7 @@ import enum
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +29,7 @@ from typing import Final, Self
 from common.clock import Clock
 from common.logging_config import Redactor, get_logger, to_json_text, to_jsonable
 
-__all__ = ["EventLog", "EventType", "read_events"]
+__all__ = ["EventLog", "EventType", "newest_event", "parse_line", "read_events"]
 
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
@@ -242,13 +242,24 @@ class EventLog:
                 _log.info("event_log_pruned", path=str(path))
 
 
-def read_events(directory: Path, since_ms: int | None = None) -> Iterator[dict[str, object]]:
+#: Called with the file, the line number and whether the line was torn (no newline at its end).
+BadLineHandler = Callable[[Path, int, bool], None]
+
+
+def _log_bad_line(path: Path, number: int, torn: bool) -> None:
+    _log.warning("event_log_torn_line" if torn else "event_log_bad_line", path=str(path), line=number)
+
+
+def read_events(
+    directory: Path, since_ms: int | None = None, on_bad_line: BadLineHandler = _log_bad_line
+) -> Iterator[dict[str, object]]:
     """Every event in ``directory``, day file by day file, each file in the order it was written.
 
     ``since_ms`` keeps events with ``ts_ms >= since_ms``. A line that is not a JSON object is
-    skipped with a WARNING: a killed process can leave a torn last line, and a report should
-    still show everything else. Within a day, lines of several processes are in append order,
-    which is time order up to the few milliseconds between processes.
+    skipped and passed to ``on_bad_line`` (default: a WARNING in the process log): a killed
+    process can leave a torn last line, and a report should still show everything else. Within a
+    day, lines of several processes are in append order, which is time order up to the few
+    milliseconds between processes.
     """
     since_day = None if since_ms is None else _utc(since_ms).date()
     files = sorted(
@@ -257,22 +268,17 @@ def read_events(directory: Path, since_ms: int | None = None) -> Iterator[dict[s
     for day, path in files:
         if since_day is not None and day < since_day:
             continue
-        yield from _read_file(path, since_ms)
+        yield from _read_file(path, since_ms, on_bad_line)
 
 
-def _read_file(path: Path, since_ms: int | None) -> Iterator[dict[str, object]]:
+def _read_file(path: Path, since_ms: int | None, on_bad_line: BadLineHandler) -> Iterator[dict[str, object]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue  # the newline written after a torn line leaves an empty line
-            record = _parse(raw)
+            record = parse_line(raw)
             if record is None:
-                torn = not raw.endswith(b"\n")
-                _log.warning(
-                    "event_log_torn_line" if torn else "event_log_bad_line",
-                    path=str(path),
-                    line=number,
-                )
+                on_bad_line(path, number, not raw.endswith(b"\n"))
                 continue
             if since_ms is not None:
                 ts_ms = record.get("ts_ms")
@@ -281,7 +287,34 @@ def _read_file(path: Path, since_ms: int | None) -> Iterator[dict[str, object]]:
             yield record
 
 
-def _parse(raw: bytes) -> dict[str, object] | None:
+def newest_event(directory: Path, tail_bytes: int = 65_536) -> dict[str, object] | None:
+    """The last complete event (a JSON object with an integer ``ts_ms``) of the newest day file that
+    has one, or None when ``directory`` holds none. Reads only the end of a file when it can."""
+    files = sorted(
+        (
+            (day, path)
+            for path in Path(directory).glob("events-*.jsonl")
+            if (day := _day_of(path)) is not None
+        ),
+        reverse=True,
+    )
+    for _, path in files:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            for start in dict.fromkeys((max(0, size - tail_bytes), 0)):
+                handle.seek(start)
+                lines = handle.read().split(b"\n")
+                if start > 0:
+                    lines = lines[1:]  # the first piece may be the end of a line cut in two
+                for raw in reversed(lines):
+                    record = parse_line(raw) if raw.strip() else None
+                    if record is not None and isinstance(record.get("ts_ms"), int):
+                        return record
+    return None
+
+
+def parse_line(raw: bytes) -> dict[str, object] | None:
+    """One JSON-lines line as a dict, or None when it is not a JSON object (torn, garbage)."""
     try:
         value = json.loads(raw)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors

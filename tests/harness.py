@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -10,7 +11,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,20 @@ def serve_until(
         candles.volume[:end],
     )
     return ts
+
+
+@contextlib.asynccontextmanager
+async def mexc_with_psar_signal() -> AsyncIterator[FakeMexc]:
+    """The fake exchange serving BTC/USDT 4h history whose newest closed candle carries a psar signal."""
+    # Imported here: tests.test_e2e_psar imports this module.
+    from tests.test_e2e_psar import _first_signal_bar  # noqa: PLC0415
+
+    avoid_candle_boundary(H4_MS)
+    async with FakeMexc() as fake:
+        fake.add_spot("BTCUSDT", "BTC", "USDT", price_tick="0.01")
+        data = sample_4h()
+        serve_until(fake, data, _first_signal_bar(data))
+        yield fake
 
 
 def bot_runtime(strategy: Any, timeframe: str, symbols: Sequence[str], params: BaseModel) -> BotRuntime:

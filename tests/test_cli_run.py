@@ -16,20 +16,16 @@ from tests.fakes.telegram import FakeTelegram
 from tests.fakes.telegram import Fault as TelegramFault
 from tests.harness import (
     CHAT,
-    H4_MS,
     MEXC_KEY,
     MEXC_SECRET,
     TOKEN,
-    avoid_candle_boundary,
     cli_env,
+    mexc_with_psar_signal,
     run_cli,
-    sample_4h,
-    serve_until,
     sigterm_cli,
     start_cli,
     write_config,
 )
-from tests.test_e2e_psar import _first_signal_bar
 
 VALID_BOT = {"symbols": ["BTC/USDT"], "timeframe": "1h"}
 
@@ -92,11 +88,7 @@ async def test_check_config_accepts_the_shipped_configuration(tmp_path: Path) ->
 @pytest.fixture
 async def mexc() -> AsyncIterator[FakeMexc]:
     """The fake exchange serving BTC/USDT 4h history whose newest closed candle carries a psar signal."""
-    avoid_candle_boundary(H4_MS)
-    async with FakeMexc() as fake:
-        fake.add_spot("BTCUSDT", "BTC", "USDT", price_tick="0.01")
-        data = sample_4h()
-        serve_until(fake, data, _first_signal_bar(data))
+    async with mexc_with_psar_signal() as fake:
         yield fake
 
 
