@@ -1,4 +1,4 @@
-"""The command line: ``python -m bots run|list|check-config``.
+"""The command line: ``python -m bots run|backtest|stats|export|list|check-config``.
 
 Exit status: 0 on a clean stop, 2 on invalid configuration or usage (before any network call),
 1 when nothing can run or an unexpected error stopped the process. Errors are one line on stderr;
@@ -10,30 +10,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dotenv import load_dotenv
 
 from bots import REGISTRY
 from bots.base import DataNeeds, Strategy
-from common.clock import Clock, SimulatedClock, WallClock
-from common.config import FleetConfig, Settings, load_config
+from common.backtest import default_report_dir, follow_progress, prepare_report_dir, write_report
+from common.clock import Clock, SimulatedClock, WallClock, utc_text
+from common.config import (
+    MEXC_TIMEFRAMES,
+    BotSettings,
+    FleetConfig,
+    Settings,
+    SymbolEntry,
+    load_config,
+    resolve_symbol,
+)
 from common.errors import ConfigError, FleetError
 from common.events import EventLog, EventType
-from common.export import export_signals, write_atomically
+from common.export import export_signals, iso_utc, write_atomically
 from common.logging_config import configure_logging, get_logger
 from common.market import MarketSource
+from common.market.files import file_stem, find_named
 from common.market.mexc import MexcSource
-from common.market.replay import ReplaySource
+from common.market.replay import FILE_TIMEFRAMES, ReplaySource
 from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
 from common.runner import BotRuntime, Runner
 from common.stats import group_stats, stats_json, stats_table, suggested_exclusions, worst_symbols
@@ -45,9 +56,19 @@ CHART_KEEP_DAYS = 7.0
 
 log = get_logger("bots.cli")
 
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the fleet's rule for bad input: one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bots", description="Crypto signal bots for MEXC.")
+    parser = _Parser(prog="python -m bots", description="Crypto signal bots for MEXC.")
     parser.add_argument(
         "--config",
         type=Path,
@@ -71,9 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-level",
         default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=_LOG_LEVELS,
         help="console log level (the log file always has DEBUG)",
     )
+    _backtest_arguments(commands)
     stats = commands.add_parser("stats", help="the record of closed signals per bot, symbol or both")
     stats.add_argument("--bot", help="only this bot")
     stats.add_argument("--symbol", help="only this symbol")
@@ -87,13 +109,62 @@ def _parser() -> argparse.ArgumentParser:
         help="the bots' symbol lists without the pairs losing on average over >= MIN_TRADES trades",
     )
     stats.add_argument("--json", action="store_true", help="JSON instead of a table")
+    stats.add_argument("--store", type=Path, metavar="DIR", help="read this store (e.g. a backtest report)")
     export = commands.add_parser("export", help="every signal with its outcome, for a telemetry store")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--since", type=_utc_ms, metavar="DATE", help="only signals created since (UTC)")
     export.add_argument("--output", type=Path, help="write to this file atomically (default: stdout)")
+    export.add_argument("--store", type=Path, metavar="DIR", help="read this store (e.g. a backtest report)")
     commands.add_parser("list", help="the bots, whether enabled, their timeframe and symbols")
     commands.add_parser("check-config", help="validate global_config.json and the environment")
     return parser
+
+
+def _backtest_arguments(commands: Any) -> None:
+    """The ``backtest`` command's arguments (``commands`` is the parser's subparsers action)."""
+    backtest = commands.add_parser(
+        "backtest", help="replay history through bots (dry-run, no alert sent) and write a report"
+    )
+    backtest.add_argument("names", nargs="*", metavar="NAME", help="bot names (see `list`)")
+    backtest.add_argument("--all", action="store_true", help="every enabled bot")
+    backtest.add_argument(
+        "--data", required=True, type=_folders, metavar="DIR[,DIR...]", help="folders of history files"
+    )
+    backtest.add_argument("--from", dest="start", type=_utc_ms, metavar="ISO-TIME", help="begin here (UTC)")
+    backtest.add_argument("--to", dest="end", type=_utc_ms, metavar="ISO-TIME", help="end here (UTC)")
+    backtest.add_argument(
+        "--symbols", nargs="+", type=_symbol, metavar="SYMBOL", help="replace every bot's symbols"
+    )
+    backtest.add_argument(
+        "--timeframe",
+        choices=MEXC_TIMEFRAMES,
+        help="replace every bot's timeframe (bots that cannot use it are skipped)",
+    )
+    backtest.add_argument(
+        "--report", type=Path, metavar="DIR", help="report folder (default: backtests/<UTC time>)"
+    )
+    backtest.add_argument(
+        "--log-level", default="WARNING", choices=_LOG_LEVELS, help="console log level (default WARNING)"
+    )
+
+
+def _folders(text: str) -> list[Path]:
+    """``DIR[,DIR...]`` as existing folders, for argparse."""
+    folders = [Path(part) for part in text.split(",") if part]
+    if not folders:
+        raise argparse.ArgumentTypeError(f"{text!r} names no folder")
+    for folder in folders:
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(f"{str(folder)!r} is not a folder")
+    return folders
+
+
+def _symbol(text: str) -> str:
+    """A ccxt unified symbol (BTC/USDT or BTC/USDT:USDT), for argparse."""
+    try:
+        return SymbolEntry(symbol=text).symbol
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a symbol like BTC/USDT or BTC/USDT:USDT") from None
 
 
 def _param_models() -> dict[str, Any]:
@@ -119,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _records(args, settings, config)
     if args.command in ("check-config", "list"):
         return _describe(args.command, config)
+    if args.command == "backtest":
+        return _backtest_command(args, settings, config)
     return _run_command(args, settings, config)
 
 
@@ -126,8 +199,8 @@ def _describe(command: str, config: FleetConfig) -> int:
     """``check-config`` (every bot's parameters fit its timeframe) and ``list`` (one line per bot)."""
     if command == "check-config":
         try:
-            for name in config.bots:
-                _needs(config, name)
+            for entry in config.bots.values():
+                _needs(config.path, entry)
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             return 2
@@ -150,6 +223,9 @@ class _RunPlan:
     replay_dirs: list[Path] | None
     dry_run: bool
     replay_from_ms: int | None = None
+    replay_until_ms: int | None = None
+    # A backtest: the store, its events and the report go here; no alert is printed.
+    report_dir: Path | None = None
 
 
 def _utc_ms(text: str) -> int:
@@ -165,33 +241,38 @@ def _utc_ms(text: str) -> int:
     return round(moment.timestamp() * 1000)
 
 
-def _needs(config: FleetConfig, name: str) -> DataNeeds:
-    """What bot ``name`` needs with its configured parameters and timeframe; a mismatch between them
-    (a timeframe the strategy cannot use, say) is a one-line ConfigError naming the bot."""
-    settings = config.bots[name]
+def _needs(path: Path, settings: BotSettings) -> DataNeeds:
+    """What a bot needs with its parameters and timeframe; a mismatch between them (a timeframe the
+    strategy cannot use, say) is a one-line ConfigError naming the bot."""
     try:
-        return REGISTRY[name].needs(settings.params, settings.timeframe)
+        return REGISTRY[settings.name].needs(settings.params, settings.timeframe)
     except ValueError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{config.path}: bots.{name}: {message}") from None
+        raise ConfigError(f"{path}: bots.{settings.name}: {message}") from None
+
+
+def _bot_names(args: argparse.Namespace, config: FleetConfig, *, allow_disabled: bool) -> list[str]:
+    """The bots named on the command line (or every enabled one with ``--all``), checked."""
+    if args.all and args.names:
+        raise ConfigError(f"{args.command}: give bot names or --all, not both")
+    if not args.all and not args.names:
+        raise ConfigError(f"{args.command}: name a bot (see `python -m bots list`) or use --all")
+    names = [n for n, b in config.bots.items() if b.enabled] if args.all else list(dict.fromkeys(args.names))
+    for name in names:
+        if name not in REGISTRY:
+            raise ConfigError(f"{args.command}: unknown bot {name!r} (known: {', '.join(REGISTRY)})")
+        if name not in config.bots:
+            raise ConfigError(f"{config.path}: bots.{name}: the bot has no entry in the configuration")
+        if not config.bots[name].enabled and not allow_disabled:
+            raise ConfigError(f"{config.path}: bots.{name}.enabled is false; enable it to run it")
+    if not names:
+        raise ConfigError(f"{config.path}: no bot is enabled")
+    return names
 
 
 def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> _RunPlan:
     """Turn the run arguments into a plan, or raise ConfigError with one line."""
-    if args.all and args.names:
-        raise ConfigError("run: give bot names or --all, not both")
-    if not args.all and not args.names:
-        raise ConfigError("run: name a bot (see `python -m bots list`) or use --all")
-    names = [n for n, b in config.bots.items() if b.enabled] if args.all else list(dict.fromkeys(args.names))
-    for name in names:
-        if name not in REGISTRY:
-            raise ConfigError(f"run: unknown bot {name!r} (known: {', '.join(REGISTRY)})")
-        if name not in config.bots:
-            raise ConfigError(f"{config.path}: bots.{name}: the bot has no entry in the configuration")
-        if not config.bots[name].enabled:
-            raise ConfigError(f"{config.path}: bots.{name}.enabled is false; enable it to run it")
-    if not names:
-        raise ConfigError(f"{config.path}: no bot is enabled")
+    names = _bot_names(args, config, allow_disabled=False)
     source: str = args.source
     replay_dirs = None
     if source.startswith("replay:") and source.removeprefix("replay:").strip(","):
@@ -203,13 +284,104 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
     for name in names:
         strategy: Strategy[Any] = REGISTRY[name]
         bot_settings = config.bots[name]
-        bots.append(BotRuntime(settings=bot_settings, strategy=strategy, needs=_needs(config, name)))
+        bots.append(
+            BotRuntime(settings=bot_settings, strategy=strategy, needs=_needs(config.path, bot_settings))
+        )
     # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
     no_token = all(settings.token_for(name) is None for name in names)
     dry_run = args.dry_run or replay_dirs is not None or no_token
     if args.start is not None and replay_dirs is None:
         raise ConfigError("run: --start only applies to a replay (--source replay:DIR)")
     return _RunPlan(bots=bots, replay_dirs=replay_dirs, dry_run=dry_run, replay_from_ms=args.start)
+
+
+def _backtest_plan(args: argparse.Namespace, config: FleetConfig, notes: list[str]) -> _RunPlan:
+    """Turn the backtest arguments into a plan; add to ``notes`` one line per skipped bot or symbol.
+
+    ``--timeframe`` and ``--symbols`` override each selected bot's settings. A bot whose strategy
+    cannot use the new timeframe is skipped; a symbol without any candle file in the folders is
+    skipped for every bot; anything else wrong is a ConfigError (one line).
+    """
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        raise ConfigError("backtest: --from must be before --to")
+    names = _bot_names(args, config, allow_disabled=True)
+    wanted = [s for name in names for s in _symbols_for(config.bots[name], args.symbols)]
+    missing = _stems_without_data(wanted, args.data)
+    folders = ", ".join(str(folder) for folder in args.data)
+    for stem in missing:
+        symbol = next(s for s in wanted if file_stem(s) == stem)
+        notes.append(f"backtest: no candle file for {symbol} in {folders} ({stem}-*.csv[.gz]); skipped")
+    bots = []
+    for name in names:
+        configured = config.bots[name]
+        symbols = tuple(s for s in _symbols_for(configured, args.symbols) if file_stem(s) not in missing)
+        if not symbols:
+            notes.append(f"backtest: {name} skipped: none of its symbols has data")
+            continue
+        settings = replace(
+            configured,
+            symbols=symbols,
+            timeframe=args.timeframe or configured.timeframe,
+            # A symbol's own risk block stays with that symbol when it is still traded.
+            symbol_risk={s: r for s, r in configured.symbol_risk.items() if s in symbols},
+        )
+        try:
+            needs = _needs(config.path, settings)
+        except ConfigError as exc:
+            if settings.timeframe == configured.timeframe:
+                raise
+            notes.append(f"backtest: {name} skipped: it cannot run on {settings.timeframe} ({exc})")
+            continue
+        bots.append(BotRuntime(settings=settings, strategy=REGISTRY[name], needs=needs))
+    if not bots:
+        raise ConfigError("backtest: no bot left to run")
+    return _RunPlan(
+        bots=bots,
+        replay_dirs=args.data,
+        dry_run=True,
+        replay_from_ms=args.start,
+        replay_until_ms=args.end,
+        report_dir=args.report or default_report_dir(),
+    )
+
+
+def _symbols_for(settings: BotSettings, wanted: Sequence[str] | None) -> list[str]:
+    """The symbols a bot backtests: ``wanted`` (``--symbols``) on the bot's market, else its own.
+
+    A bot keeps its market: ``BTC/USDT`` becomes ``BTC/USDT:USDT`` for a bot configured on
+    perpetual swaps (funding_bot), and a symbol naming its settle currency is a swap for every bot.
+    """
+    if not wanted:
+        return list(settings.symbols)
+    market = "swap" if ":" in settings.symbols[0] else "spot"
+    return list(dict.fromkeys(resolve_symbol(symbol, None, market) for symbol in wanted))
+
+
+def _stems_without_data(symbols: Sequence[str], folders: Sequence[Path]) -> list[str]:
+    """The file stems (``BTC_USDT``) of ``symbols`` without a candle file of any timeframe in any of
+    ``folders``, in order: spot and swap symbols of one pair read the same files."""
+    missing = []
+    for stem in dict.fromkeys(file_stem(symbol) for symbol in symbols):
+        names = [f"{stem}-{tf}" for tf in FILE_TIMEFRAMES]
+        if not any(find_named(folder, name) for folder in folders for name in names):
+            missing.append(stem)
+    return missing
+
+
+def _backtest_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    notes: list[str] = []
+    try:
+        plan = _backtest_plan(args, config, notes)
+        assert plan.report_dir is not None
+        prepare_report_dir(plan.report_dir)
+    except ConfigError as exc:
+        notes.append(f"error: {exc}")
+        return 2
+    finally:
+        for note in notes:
+            print(note, file=sys.stderr)
+    process_name = "backtest-" + ("fleet" if args.all else "-".join(bot.name for bot in plan.bots))
+    return _execute(plan, settings, config, process_name, args.log_level, once=False)
 
 
 def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
@@ -221,16 +393,31 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
     process_name = "fleet" if args.all else "-".join(bot.name for bot in plan.bots)
     if plan.replay_dirs is not None:
         process_name = f"replay-{process_name}"
+    no_token = all(settings.token_for(bot.name) is None for bot in plan.bots) and not args.dry_run
+    return _execute(plan, settings, config, process_name, args.log_level, once=args.once, no_token=no_token)
+
+
+def _execute(
+    plan: _RunPlan,
+    settings: Settings,
+    config: FleetConfig,
+    process_name: str,
+    log_level: str,
+    *,
+    once: bool,
+    no_token: bool = False,
+) -> int:
+    """Configure logging and run the plan; map what ended it to an exit status (0, or 1 on an error)."""
     configure_logging(
         log_dir=settings.log_dir,
         process_name=process_name,
         secrets=settings.secrets(),
-        console_level=args.log_level,
+        console_level=log_level,
     )
-    if all(settings.token_for(bot.name) is None for bot in plan.bots) and not args.dry_run:
+    if no_token:
         log.warning("TELEGRAM_BOT_TOKEN is not set: running in dry-run, alerts go to the console")
     try:
-        return asyncio.run(_run(plan, settings, config, once=args.once))
+        return asyncio.run(_run(plan, settings, config, once=once))
     except FleetError as exc:
         log.error("stopped", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
@@ -244,9 +431,10 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
 async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once: bool) -> int:
     clock: Clock
     source: MarketSource
+    replay_source: ReplaySource | None = None
     if plan.replay_dirs is not None:
-        simulated = SimulatedClock(0)
-        clock, source = simulated, ReplaySource(plan.replay_dirs, simulated)
+        replay_source = ReplaySource(plan.replay_dirs, SimulatedClock(0), until_ms=plan.replay_until_ms)
+        clock, source = replay_source.clock, replay_source
     else:
         clock = WallClock()
         key, secret = settings.mexc_api_key, settings.mexc_api_secret
@@ -258,14 +446,19 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
             api_secret=secret.get_secret_value() if secret else None,
         )
     # A replay keeps its own store and events: its signals must never be tracked, counted by the
-    # gate or reported as results by a live run sharing the same directories.
+    # gate or reported as results by a live run sharing the same directories. A backtest keeps
+    # them in its report folder.
     replay = plan.replay_dirs is not None
-    store = Store(settings.state_dir / "replay" if replay else settings.state_dir)
-    events = EventLog(
-        settings.log_dir / ("replay-events" if replay else "events"), clock, secrets=settings.secrets()
-    )
+    if plan.report_dir is not None:
+        store_dir, events_dir = plan.report_dir, plan.report_dir / "events"
+    else:
+        store_dir = settings.state_dir / "replay" if replay else settings.state_dir
+        events_dir = settings.log_dir / ("replay-events" if replay else "events")
+    store = Store(store_dir)
+    events = EventLog(events_dir, clock, secrets=settings.secrets())
+    # A backtest sends no alert and prints none either: its product is the report.
     notifier: Notifier = (
-        ConsoleNotifier(store, clock)
+        ConsoleNotifier(store, clock, _Discard() if plan.report_dir is not None else None)
         if plan.dry_run
         else TelegramNotifier(store, clock, settings, config.telegram)
     )
@@ -285,29 +478,87 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         charts_dir=None if replay else _chart_dir(settings.state_dir / "charts"),
         replay_from_ms=plan.replay_from_ms,
     )
+    progress: asyncio.Task[None] | None = None
+    started = time.monotonic()
     try:
         await runner.prepare(wait_for_source=not once)
         if not runner.bots:
             raise FleetError("no bot can run (see the errors above)")
+        backtest = replay_source if plan.report_dir is not None else None
+        if backtest is not None:
+            progress = asyncio.create_task(follow_progress(backtest.clock, backtest.end_ms(), sys.stderr))
         await _run_until_stopped(
             runner, stop, once=once, limit_s=config.runner.shutdown_timeout_s, events=events
         )
-        if plan.replay_dirs is not None:
+        if progress is not None:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+        if backtest is not None:
+            _report(plan, runner, store, backtest, wall_s=time.monotonic() - started)
+        elif replay:
             print(summary_table(store.all_signals()))
         return 0
     finally:
+        if progress is not None:
+            progress.cancel()
         await notifier.close()
         await source.close()
         store.close()
         events.close()
 
 
+class _Discard(io.StringIO):
+    """A text stream that keeps nothing: where a backtest's dry-run messages go."""
+
+    def write(self, text: str) -> int:
+        """Accept ``text`` and drop it."""
+        return len(text)
+
+
+def _report(
+    plan: _RunPlan,
+    runner: Runner,
+    store: Store,
+    source: ReplaySource,
+    *,
+    wall_s: float,
+) -> None:
+    """Write a finished backtest's report next to its store; print the table and where it is."""
+    assert plan.report_dir is not None
+    clock = source.clock
+    start = clock.started_ms if clock.started_ms is not None else clock.now_ms()
+    end = clock.now_ms()
+    candles = source.candles_between(start, end)
+    facts = {
+        "bots": {
+            bot.name: {"timeframe": bot.settings.timeframe, "symbols": list(bot.settings.symbols)}
+            for bot in runner.bots
+        },
+        "data": [str(folder) for folder in source.directories],
+        "from": None if plan.replay_from_ms is None else iso_utc(plan.replay_from_ms),
+        "to": None if plan.replay_until_ms is None else iso_utc(plan.replay_until_ms),
+        "cycles": runner.cycles,
+        "candles": candles,
+        "wall_seconds": round(wall_s, 3),
+        "candles_per_second": round(candles / wall_s, 1) if wall_s > 0 else None,
+    }
+    bots = [bot.name for bot in runner.bots]
+    table = write_report(plan.report_dir, store.all_signals(), bots, start, end, facts)
+    print(table)
+    late = ""
+    if plan.replay_from_ms is not None and start > plan.replay_from_ms:
+        late = f"; before {utc_text(start)} not every series had its warm-up, so --from was moved there"
+    print(f"\nreport: {plan.report_dir} ({utc_text(start)} to {utc_text(end)}, {candles:,} candles{late})")
+
+
 def _records(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
-    """``stats`` and ``export``: read the live store (never the replay one) and print or write."""
-    if not (settings.state_dir / "signals.sqlite3").is_file():
-        print(f"error: no store in {settings.state_dir} (set BOTS_STATE_DIR)", file=sys.stderr)
+    """``stats`` and ``export``: read the live store (or ``--store DIR``) and print or write."""
+    directory: Path = args.store or settings.state_dir
+    if not (directory / "signals.sqlite3").is_file():
+        hint = "check --store" if args.store else "set BOTS_STATE_DIR or use --store"
+        print(f"error: no store in {directory} ({hint})", file=sys.stderr)
         return 1
-    store = Store(settings.state_dir)
+    store = Store(directory)
     try:
         signals = store.all_signals()
     finally:
