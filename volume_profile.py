@@ -33,6 +33,7 @@ import numpy as np
 import talib
 from dotenv import load_dotenv
 
+from bots.arguments import utc_ms
 from common.clock import Clock, SimulatedClock, WallClock
 from common.config import MEXC_TIMEFRAMES, FleetConfig, Settings, load_config
 from common.errors import ConfigError, DataError, FleetError
@@ -475,18 +476,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _utc_ms(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO time such as 2024-06-01T12:00Z (no zone: UTC)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -510,7 +499,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--value-area", type=_fraction, default=0.70, help="share of volume in the value area (0.70)"
     )
-    parser.add_argument("--at", type=_utc_ms, metavar="ISO-TIME", help="replay only: look as of this time")
+    parser.add_argument("--at", type=utc_ms, metavar="ISO-TIME", help="replay only: look as of this time")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     parser.add_argument(
         "--config", type=Path, help="global_config.json (default: $BOTS_CONFIG or ./global_config.json)"

@@ -1,4 +1,4 @@
-"""The command line: ``python -m bots run|list|check-config|stats|export|close|health|logs summary``.
+"""The command line: ``python -m bots run|backtest|list|check-config|stats|export|close|health|logs summary``.
 
 Exit status: 0 on a clean stop, 2 on invalid configuration or usage (before any network call),
 1 when nothing can run or an unexpected error stopped the process. Errors are one line on stderr;
@@ -10,42 +10,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import math
+import io
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dotenv import load_dotenv
 
-from bots import REGISTRY
+from bots import REGISTRY, arguments, tools
 from bots.base import DataNeeds, Strategy, TrailingStops
-from common.clock import Clock, SimulatedClock, WallClock
-from common.config import FleetConfig, Settings, load_config
+from common.backtest import default_report_dir, follow_progress, prepare_report_dir, write_report
+from common.clock import Clock, SimulatedClock, WallClock, utc_text
+from common.config import (
+    MEXC_TIMEFRAMES,
+    BotSettings,
+    FleetConfig,
+    Settings,
+    load_config,
+    resolve_symbol,
+)
 from common.errors import ConfigError, FleetError
 from common.events import EventLog, EventType
-from common.export import export_signals, write_atomically
-from common.healthcheck import HealthOptions, default_event_age_s, run_checks
+from common.export import iso_utc
 from common.logging_config import configure_logging, get_logger
-from common.logsummary import summarize, summary_json, summary_text
 from common.market import MarketSource
+from common.market.files import file_stem, find_named
 from common.market.mexc import MexcSource
-from common.market.replay import ReplaySource
+from common.market.replay import FILE_TIMEFRAMES, ReplaySource
 from common.notifier import ConsoleNotifier, Notifier, TelegramNotifier
-from common.observe import NO_OBSERVER
+from common.observe import NO_OBSERVER, Observer
 from common.ops import Operations, RunParts
-from common.outcomes import record_close
 from common.runner import BotRuntime, Runner
-from common.stats import group_stats, stats_json, stats_table, suggested_exclusions, worst_symbols
 from common.store import Store
 from common.summary import summary_table
-from common.tracker import ExitPlan, close_manually, settle
 
 #: Alert charts are kept this long (dry-run prints their paths; Telegram has its own copy).
 CHART_KEEP_DAYS = 7.0
@@ -56,9 +58,19 @@ SEND_GRACE_S = 0.5
 
 log = get_logger("bots.cli")
 
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the fleet's rule for bad input: one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bots", description="Crypto signal bots for MEXC.")
+    parser = _Parser(prog="python -m bots", description="Crypto signal bots for MEXC.")
     parser.add_argument(
         "--config",
         type=Path,
@@ -75,26 +87,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--start",
-        type=_utc_ms,
+        type=arguments.utc_ms,
         metavar="ISO-TIME",
         help="replay only: begin at this UTC time (e.g. 2024-08-01) instead of the first warm bar",
     )
     run.add_argument(
         "--health-port",
-        type=_port,
+        type=arguments.port,
         metavar="N",
         help="serve /health and /metrics on 127.0.0.1:N (0: off); default: the config's health section",
     )
     run.add_argument(
         "--log-level",
         default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=_LOG_LEVELS,
         help="console log level (the log file always has DEBUG)",
     )
+    _backtest_arguments(commands)
     stats = commands.add_parser("stats", help="the record of closed signals per bot, symbol or both")
     stats.add_argument("--bot", help="only this bot")
     stats.add_argument("--symbol", help="only this symbol")
-    stats.add_argument("--since", type=_utc_ms, metavar="DATE", help="only signals created since (UTC)")
+    stats.add_argument(
+        "--since", type=arguments.utc_ms, metavar="DATE", help="only signals created since (UTC)"
+    )
     stats.add_argument("--by", choices=["bot", "symbol", "bot_symbol"], default="bot", help="grouping (bot)")
     stats.add_argument("--worst", type=int, metavar="N", help="the N (bot, symbol) pairs that lose most")
     stats.add_argument(
@@ -104,20 +119,26 @@ def _parser() -> argparse.ArgumentParser:
         help="the bots' symbol lists without the pairs losing on average over >= MIN_TRADES trades",
     )
     stats.add_argument("--json", action="store_true", help="JSON instead of a table")
+    stats.add_argument("--store", type=Path, metavar="DIR", help="read this store (e.g. a backtest report)")
     export = commands.add_parser("export", help="every signal with its outcome, for a telemetry store")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument("--since", type=_utc_ms, metavar="DATE", help="only signals created since (UTC)")
+    export.add_argument(
+        "--since", type=arguments.utc_ms, metavar="DATE", help="only signals created since (UTC)"
+    )
     export.add_argument("--output", type=Path, help="write to this file atomically (default: stdout)")
     close = commands.add_parser("close", help="close an open signal by hand (exit reason MANUAL)")
     close.add_argument("signal_id", metavar="SIGNAL_ID", help="the id shown on the alert (🆔)")
-    close.add_argument("--price", type=_positive_price, required=True, help="the price it was closed at")
+    close.add_argument(
+        "--price", type=arguments.positive_price, required=True, help="the price it was closed at"
+    )
+    export.add_argument("--store", type=Path, metavar="DIR", help="read this store (e.g. a backtest report)")
     commands.add_parser("list", help="the bots, whether enabled, their timeframe and symbols")
     commands.add_parser("check-config", help="validate global_config.json and the environment")
     _operations_parsers(commands)
     return parser
 
 
-def _operations_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _operations_parsers(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``health`` (common/healthcheck.py) and ``logs summary`` (common/logsummary.py)."""
     health = commands.add_parser(
         "health",
@@ -126,7 +147,9 @@ def _operations_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "systemd units), the age of the newest event-log line and the outbox backlog in the store.",
     )
     health.add_argument(
-        "--url", type=_http_url, help="the health endpoint (default: http://127.0.0.1:<health.port>/health)"
+        "--url",
+        type=arguments.http_url,
+        help="the health endpoint (default: http://127.0.0.1:<health.port>/health)",
     )
     health.add_argument("--no-http", action="store_true", help="skip the HTTP check")
     health.add_argument(
@@ -139,23 +162,23 @@ def _operations_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     health.add_argument(
         "--max-event-age",
-        type=_positive,
+        type=arguments.positive,
         metavar="MINUTES",
         help="newest event at most this old (default: 3 STATUS intervals, or the shortest enabled "
         "timeframe + 10 min if longer: 15 with the shipped configuration)",
     )
     health.add_argument(
-        "--max-pending", type=_count, default=200, metavar="N", help="outbox messages waiting (200)"
+        "--max-pending", type=arguments.count, default=200, metavar="N", help="outbox messages waiting (200)"
     )
     health.add_argument(
         "--max-pending-age",
-        type=_positive,
+        type=arguments.positive,
         default=15.0,
         metavar="MINUTES",
         help="age of the oldest waiting outbox message (15)",
     )
     health.add_argument(
-        "--timeout", type=_positive, default=5.0, metavar="SECONDS", help="HTTP / systemctl (5)"
+        "--timeout", type=arguments.positive, default=5.0, metavar="SECONDS", help="HTTP / systemctl (5)"
     )
     health.add_argument("-q", "--quiet", action="store_true", help="print nothing when healthy (for cron)")
     logs = commands.add_parser("logs", help="read the event log and the process logs")
@@ -163,9 +186,47 @@ def _operations_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPa
     summary = logs_commands.add_parser(
         "summary", help="events per type, alerts and closes per bot, refusals and logged errors by kind"
     )
-    summary.add_argument("--since", type=_utc_ms, metavar="DATE", help="only what happened since (UTC)")
+    summary.add_argument(
+        "--since", type=arguments.utc_ms, metavar="DATE", help="only what happened since (UTC)"
+    )
     summary.add_argument("--json", action="store_true", help="JSON instead of text")
     summary.add_argument("--replay", action="store_true", help="the replays' logs instead of the live ones")
+
+
+def _backtest_arguments(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """The ``backtest`` command's arguments (``commands`` is the parser's subparsers action)."""
+    backtest = commands.add_parser(
+        "backtest", help="replay history through bots (dry-run, no alert sent) and write a report"
+    )
+    backtest.add_argument("names", nargs="*", metavar="NAME", help="bot names (see `list`)")
+    backtest.add_argument("--all", action="store_true", help="every enabled bot")
+    backtest.add_argument(
+        "--data",
+        required=True,
+        type=arguments.folders,
+        metavar="DIR[,DIR...]",
+        help="folders of history files",
+    )
+    backtest.add_argument(
+        "--from", dest="start", type=arguments.utc_ms, metavar="ISO-TIME", help="begin here (UTC)"
+    )
+    backtest.add_argument(
+        "--to", dest="end", type=arguments.utc_ms, metavar="ISO-TIME", help="end here (UTC)"
+    )
+    backtest.add_argument(
+        "--symbols", nargs="+", type=arguments.symbol, metavar="SYMBOL", help="replace every bot's symbols"
+    )
+    backtest.add_argument(
+        "--timeframe",
+        choices=MEXC_TIMEFRAMES,
+        help="replace every bot's timeframe (bots that cannot use it are skipped)",
+    )
+    backtest.add_argument(
+        "--report", type=Path, metavar="DIR", help="report folder (default: backtests/<UTC time>)"
+    )
+    backtest.add_argument(
+        "--log-level", default="WARNING", choices=_LOG_LEVELS, help="console log level (default WARNING)"
+    )
 
 
 def _param_models() -> dict[str, Any]:
@@ -194,8 +255,8 @@ def _describe(args: argparse.Namespace, settings: Settings, config: FleetConfig)
     """``check-config`` (every bot's parameters fit its timeframe) and ``list`` (one line per bot)."""
     if args.command == "check-config":
         try:
-            for name in config.bots:
-                _needs(config, name)
+            for entry in config.bots.values():
+                _needs(config.path, entry)
         except ConfigError as exc:
             print(f"config error: {exc}", file=sys.stderr)
             return 2
@@ -219,80 +280,9 @@ class _RunPlan:
     dry_run: bool
     replay_from_ms: int | None = None
     health_port: int | None = None  # where /health and /metrics are served; None: not served
-
-
-def _utc_ms(text: str) -> int:
-    """An ISO time (a date alone is midnight; no zone means UTC) as Unix milliseconds, for argparse."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO time such as 2024-08-01 or 2024-08-01T12:00"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
-
-
-def _positive_price(text: str) -> float:
-    """A price for argparse: a finite number above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a price must be a number above 0")
-    return value
-
-
-def _close_manually(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
-    """``close``: end an open signal at ``--price`` now (MANUAL); its result reply is queued for the
-    process running its bot, which sends it at its next delivery pass.
-
-    Funding of a perpetual is not fetched here (the command makes no network call): the result
-    says funding unknown.
-    """
-    signal_id, price = args.signal_id, args.price
-    if not (settings.state_dir / "signals.sqlite3").is_file():
-        print(f"error: no store in {settings.state_dir} (set BOTS_STATE_DIR)", file=sys.stderr)
-        return 1
-    # The event goes to the event log (and the log file), not to the terminal: one line is printed.
-    configure_logging(
-        log_dir=settings.log_dir, process_name="close", secrets=settings.secrets(), console_level="WARNING"
-    )
-    clock = WallClock()
-    store = Store(settings.state_dir)
-    events = EventLog(settings.log_dir / "events", clock, secrets=settings.secrets())
-    try:
-        stored = store.get_signal(signal_id)
-        if stored is None or stored.status != "OPEN":
-            state = "no such signal" if stored is None else f"already closed ({stored.exit_reason})"
-            print(f"error: close {signal_id}: {state}", file=sys.stderr)
-            return 1
-        signal = stored.signal
-        bot = config.bots.get(signal.bot)
-        fee = config.tracking.fee_pct_per_side
-        plan = bot.exit_plan(fee) if bot else ExitPlan(timeout_ms=0, fee_pct_per_side=fee)
-        position = close_manually(stored.position, price, clock.now_ms())
-        outcome = settle(signal, position, plan, None if ":" in signal.symbol else 0.0)
-        if not record_close(store, events, signal, outcome, stored.checked_until, None):
-            print(f"error: close {signal_id}: it was closed meanwhile", file=sys.stderr)
-            return 1
-    finally:
-        store.close()
-        events.close()
-    print(
-        f"closed {signal_id} ({signal.bot} {signal.symbol} {signal.direction.value}) MANUAL at {price:g}: "
-        f"{outcome.pnl_pct:+.2f}% {outcome.r_multiple:+.2f}R"
-    )
-    return 0
-
-
-def _port(text: str) -> int:
-    """A TCP port 0..65535 (0: off), for argparse."""
-    if not text.isdigit() or int(text) > 65_535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535; 0 turns it off)")
-    return int(text)
+    replay_until_ms: int | None = None
+    # A backtest: the store, its events and the report go here; no alert is printed.
+    report_dir: Path | None = None
 
 
 def _health_port(args: argparse.Namespace, config: FleetConfig, replay: bool) -> int | None:
@@ -312,38 +302,44 @@ def _health_port(args: argparse.Namespace, config: FleetConfig, replay: bool) ->
     return config.health.port if wanted and not args.once else None
 
 
-def _needs(config: FleetConfig, name: str) -> DataNeeds:
-    """What bot ``name`` needs with its configured parameters and timeframe; a mismatch between them
-    (a timeframe the strategy cannot use, say) is a one-line ConfigError naming the bot."""
-    settings = config.bots[name]
-    if settings.trailing_stop and not isinstance(REGISTRY[name], TrailingStops):
+def _needs(path: Path, settings: BotSettings) -> DataNeeds:
+    """What a bot needs with its parameters and timeframe; a mismatch between them (a timeframe the
+    strategy cannot use, say, or a trailing stop it has no line for) is a one-line ConfigError naming
+    the bot."""
+    if settings.trailing_stop and not isinstance(REGISTRY[settings.name], TrailingStops):
         raise ConfigError(
-            f"{config.path}: bots.{name}.trailing_stop: this strategy has no stop line to trail "
+            f"{path}: bots.{settings.name}.trailing_stop: this strategy has no stop line to trail "
             "(psar_bot and most_bot have)"
         )
     try:
-        return REGISTRY[name].needs(settings.params, settings.timeframe)
+        return REGISTRY[settings.name].needs(settings.params, settings.timeframe)
     except ValueError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{config.path}: bots.{name}: {message}") from None
+        raise ConfigError(f"{path}: bots.{settings.name}: {message}") from None
+
+
+def _bot_names(args: argparse.Namespace, config: FleetConfig, *, allow_disabled: bool) -> list[str]:
+    """The bots named on the command line (or every enabled one with ``--all``), checked."""
+    if args.all and args.names:
+        raise ConfigError(f"{args.command}: give bot names or --all, not both")
+    if not args.all and not args.names:
+        raise ConfigError(f"{args.command}: name a bot (see `python -m bots list`) or use --all")
+    names = [n for n, b in config.bots.items() if b.enabled] if args.all else list(dict.fromkeys(args.names))
+    for name in names:
+        if name not in REGISTRY:
+            raise ConfigError(f"{args.command}: unknown bot {name!r} (known: {', '.join(REGISTRY)})")
+        if name not in config.bots:
+            raise ConfigError(f"{config.path}: bots.{name}: the bot has no entry in the configuration")
+        if not config.bots[name].enabled and not allow_disabled:
+            raise ConfigError(f"{config.path}: bots.{name}.enabled is false; enable it to run it")
+    if not names:
+        raise ConfigError(f"{config.path}: no bot is enabled")
+    return names
 
 
 def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> _RunPlan:
     """Turn the run arguments into a plan, or raise ConfigError with one line."""
-    if args.all and args.names:
-        raise ConfigError("run: give bot names or --all, not both")
-    if not args.all and not args.names:
-        raise ConfigError("run: name a bot (see `python -m bots list`) or use --all")
-    names = [n for n, b in config.bots.items() if b.enabled] if args.all else list(dict.fromkeys(args.names))
-    for name in names:
-        if name not in REGISTRY:
-            raise ConfigError(f"run: unknown bot {name!r} (known: {', '.join(REGISTRY)})")
-        if name not in config.bots:
-            raise ConfigError(f"{config.path}: bots.{name}: the bot has no entry in the configuration")
-        if not config.bots[name].enabled:
-            raise ConfigError(f"{config.path}: bots.{name}.enabled is false; enable it to run it")
-    if not names:
-        raise ConfigError(f"{config.path}: no bot is enabled")
+    names = _bot_names(args, config, allow_disabled=False)
     source: str = args.source
     replay_dirs = None
     if source.startswith("replay:") and source.removeprefix("replay:").strip(","):
@@ -355,7 +351,9 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
     for name in names:
         strategy: Strategy[Any] = REGISTRY[name]
         bot_settings = config.bots[name]
-        bots.append(BotRuntime(settings=bot_settings, strategy=strategy, needs=_needs(config, name)))
+        bots.append(
+            BotRuntime(settings=bot_settings, strategy=strategy, needs=_needs(config.path, bot_settings))
+        )
     # Replaying history to a real channel would flood it with old alerts: replay is always dry-run.
     no_token = all(settings.token_for(name) is None for name in names)
     dry_run = args.dry_run or replay_dirs is not None or no_token
@@ -370,6 +368,95 @@ def _plan(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> 
     )
 
 
+def _backtest_plan(args: argparse.Namespace, config: FleetConfig, notes: list[str]) -> _RunPlan:
+    """Turn the backtest arguments into a plan; add to ``notes`` one line per skipped bot or symbol.
+
+    ``--timeframe`` and ``--symbols`` override each selected bot's settings. A bot whose strategy
+    cannot use the new timeframe is skipped; a symbol without any candle file in the folders is
+    skipped for every bot; anything else wrong is a ConfigError (one line).
+    """
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        raise ConfigError("backtest: --from must be before --to")
+    names = _bot_names(args, config, allow_disabled=True)
+    wanted = [s for name in names for s in _symbols_for(config.bots[name], args.symbols)]
+    missing = _stems_without_data(wanted, args.data)
+    folders = ", ".join(str(folder) for folder in args.data)
+    for stem in missing:
+        symbol = next(s for s in wanted if file_stem(s) == stem)
+        notes.append(f"backtest: no candle file for {symbol} in {folders} ({stem}-*.csv[.gz]); skipped")
+    bots = []
+    for name in names:
+        configured = config.bots[name]
+        symbols = tuple(s for s in _symbols_for(configured, args.symbols) if file_stem(s) not in missing)
+        if not symbols:
+            notes.append(f"backtest: {name} skipped: none of its symbols has data")
+            continue
+        settings = replace(
+            configured,
+            symbols=symbols,
+            timeframe=args.timeframe or configured.timeframe,
+            # A symbol's own risk block stays with that symbol when it is still traded.
+            symbol_risk={s: r for s, r in configured.symbol_risk.items() if s in symbols},
+        )
+        try:
+            needs = _needs(config.path, settings)
+        except ConfigError as exc:
+            if settings.timeframe == configured.timeframe:
+                raise
+            notes.append(f"backtest: {name} skipped: it cannot run on {settings.timeframe} ({exc})")
+            continue
+        bots.append(BotRuntime(settings=settings, strategy=REGISTRY[name], needs=needs))
+    if not bots:
+        raise ConfigError("backtest: no bot left to run")
+    return _RunPlan(
+        bots=bots,
+        replay_dirs=args.data,
+        dry_run=True,
+        replay_from_ms=args.start,
+        replay_until_ms=args.end,
+        report_dir=args.report or default_report_dir(),
+    )
+
+
+def _symbols_for(settings: BotSettings, wanted: Sequence[str] | None) -> list[str]:
+    """The symbols a bot backtests: ``wanted`` (``--symbols``) on the bot's market, else its own.
+
+    A bot keeps its market: ``BTC/USDT`` becomes ``BTC/USDT:USDT`` for a bot configured on
+    perpetual swaps (funding_bot), and a symbol naming its settle currency is a swap for every bot.
+    """
+    if not wanted:
+        return list(settings.symbols)
+    market = "swap" if ":" in settings.symbols[0] else "spot"
+    return list(dict.fromkeys(resolve_symbol(symbol, None, market) for symbol in wanted))
+
+
+def _stems_without_data(symbols: Sequence[str], folders: Sequence[Path]) -> list[str]:
+    """The file stems (``BTC_USDT``) of ``symbols`` without a candle file of any timeframe in any of
+    ``folders``, in order: spot and swap symbols of one pair read the same files."""
+    missing = []
+    for stem in dict.fromkeys(file_stem(symbol) for symbol in symbols):
+        names = [f"{stem}-{tf}" for tf in FILE_TIMEFRAMES]
+        if not any(find_named(folder, name) for folder in folders for name in names):
+            missing.append(stem)
+    return missing
+
+
+def _backtest_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
+    notes: list[str] = []
+    try:
+        plan = _backtest_plan(args, config, notes)
+        assert plan.report_dir is not None
+        prepare_report_dir(plan.report_dir)
+    except ConfigError as exc:
+        notes.append(f"error: {exc}")
+        return 2
+    finally:
+        for note in notes:
+            print(note, file=sys.stderr)
+    process_name = "backtest-" + ("fleet" if args.all else "-".join(bot.name for bot in plan.bots))
+    return _execute(plan, settings, config, process_name, args.log_level, once=False)
+
+
 def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
     try:
         plan = _plan(args, settings, config)
@@ -379,16 +466,31 @@ def _run_command(args: argparse.Namespace, settings: Settings, config: FleetConf
     process_name = "fleet" if args.all else "-".join(bot.name for bot in plan.bots)
     if plan.replay_dirs is not None:
         process_name = f"replay-{process_name}"
+    no_token = all(settings.token_for(bot.name) is None for bot in plan.bots) and not args.dry_run
+    return _execute(plan, settings, config, process_name, args.log_level, once=args.once, no_token=no_token)
+
+
+def _execute(
+    plan: _RunPlan,
+    settings: Settings,
+    config: FleetConfig,
+    process_name: str,
+    log_level: str,
+    *,
+    once: bool,
+    no_token: bool = False,
+) -> int:
+    """Configure logging and run the plan; map what ended it to an exit status (0, or 1 on an error)."""
     configure_logging(
         log_dir=settings.log_dir,
         process_name=process_name,
         secrets=settings.secrets(),
-        console_level=args.log_level,
+        console_level=log_level,
     )
-    if all(settings.token_for(bot.name) is None for bot in plan.bots) and not args.dry_run:
+    if no_token:
         log.warning("TELEGRAM_BOT_TOKEN is not set: running in dry-run, alerts go to the console")
     try:
-        return asyncio.run(_run(plan, settings, config, once=args.once))
+        return asyncio.run(_run(plan, settings, config, once=once))
     except FleetError as exc:
         log.error("stopped", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
@@ -405,9 +507,10 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
     # A live run is a service: metrics, health and systemd notifications. A replay is not.
     ops = None if plan.replay_dirs else Operations.from_env(config.health, plan.health_port)
     observer = NO_OBSERVER if ops is None else ops.observer
+    replay_source: ReplaySource | None = None
     if plan.replay_dirs is not None:
-        simulated = SimulatedClock(0)
-        clock, source = simulated, ReplaySource(plan.replay_dirs, simulated)
+        replay_source = ReplaySource(plan.replay_dirs, SimulatedClock(0), until_ms=plan.replay_until_ms)
+        clock, source = replay_source.clock, replay_source
     else:
         clock = WallClock()
         key, secret = settings.mexc_api_key, settings.mexc_api_secret
@@ -419,18 +522,9 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
             api_secret=secret.get_secret_value() if secret else None,
             observer=observer,
         )
-    # A replay keeps its own store and events: its signals must never be tracked, counted by the
-    # gate or reported as results by a live run sharing the same directories.
     replay = plan.replay_dirs is not None
-    store = Store(settings.state_dir / "replay" if replay else settings.state_dir)
-    events = EventLog(
-        settings.log_dir / ("replay-events" if replay else "events"), clock, secrets=settings.secrets()
-    )
-    notifier: Notifier = (
-        ConsoleNotifier(store, clock, observer=observer)
-        if plan.dry_run
-        else TelegramNotifier(store, clock, settings, config.telegram, observer=observer)
-    )
+    store, events = _store_and_events(plan, settings, clock)
+    notifier = _notifier(plan, settings, config, store, clock, observer)
     stop = asyncio.Event()
     _install_signal_handlers(stop, events)
     runner = Runner(
@@ -448,6 +542,8 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         replay_from_ms=plan.replay_from_ms,
         observer=observer,
     )
+    progress: asyncio.Task[None] | None = None
+    started = time.monotonic()
     try:
         if ops is not None and isinstance(source, MexcSource):
             await ops.start(
@@ -456,6 +552,9 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
         await runner.prepare(wait_for_source=not once)
         if not runner.bots:
             raise FleetError("no bot can run (see the errors above)")
+        backtest = replay_source if plan.report_dir is not None else None
+        if backtest is not None:
+            progress = asyncio.create_task(follow_progress(backtest.clock, backtest.end_ms(), sys.stderr))
         await _run_until_stopped(
             runner,
             stop,
@@ -464,114 +563,93 @@ async def _run(plan: _RunPlan, settings: Settings, config: FleetConfig, *, once:
             events=events,
             on_stopping=ops.stopping if ops is not None else None,
         )
-        if plan.replay_dirs is not None:
+        if progress is not None:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+        if backtest is not None:
+            _report(plan, runner, store, backtest, wall_s=time.monotonic() - started)
+        elif replay:
             print(summary_table(store.all_signals()))
         return 0
     finally:
         if ops is not None:
             await ops.close()
+        if progress is not None:
+            progress.cancel()
         await notifier.close()
         await source.close()
         store.close()
         events.close()
 
 
-def _records(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
-    """``stats`` and ``export``: read the live store (never the replay one) and print or write."""
-    if not (settings.state_dir / "signals.sqlite3").is_file():
-        print(f"error: no store in {settings.state_dir} (set BOTS_STATE_DIR)", file=sys.stderr)
-        return 1
-    store = Store(settings.state_dir)
-    try:
-        signals = store.all_signals()
-    finally:
-        store.close()
-    if args.command == "export":
-        text = export_signals(signals, args.format, since_ms=args.since)
-        if args.output is None:
-            sys.stdout.write(text)
-        else:
-            write_atomically(text, args.output)
-        return 0
-    if args.suggest_exclusions is not None:
-        # A snippet to paste into global_config.json: each bot's symbols without its losing ones.
-        excluded = suggested_exclusions(signals, args.suggest_exclusions)
-        snippet = {
-            bot: {"symbols": [s for s in config.bots[bot].symbols if s not in losing]}
-            for bot, losing in excluded.items()
-            if bot in config.bots
-        }
-        print(json.dumps({"bots": snippet}, indent=2))
-        return 0
-    if args.worst is not None:
-        worst = {f"{bot} {symbol}": stats for bot, symbol, stats in worst_symbols(signals, args.worst)}
-        print(stats_json(worst) if args.json else stats_table(worst))
-        return 0
-    grouped = group_stats(signals, args.by, bot=args.bot, symbol=args.symbol, since_ms=args.since)
-    print(stats_json(grouped) if args.json else stats_table(grouped))
-    return 0
+def _store_and_events(plan: _RunPlan, settings: Settings, clock: Clock) -> tuple[Store, EventLog]:
+    """The run's store and event log.
+
+    A replay keeps its own: its signals must never be tracked, counted by the gate or reported as
+    results by a live run sharing the same directories. A backtest keeps them in its report folder.
+    """
+    replay = plan.replay_dirs is not None
+    if plan.report_dir is not None:
+        store_dir, events_dir = plan.report_dir, plan.report_dir / "events"
+    else:
+        store_dir = settings.state_dir / "replay" if replay else settings.state_dir
+        events_dir = settings.log_dir / ("replay-events" if replay else "events")
+    return Store(store_dir), EventLog(events_dir, clock, secrets=settings.secrets())
 
 
-def _positive(text: str) -> float:
-    """A positive number, for argparse."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0, for argparse."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return int(text)
-
-
-def _http_url(text: str) -> str:
-    """An http:// or https:// URL, for argparse."""
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"{text!r} must start with http:// or https://")
-    return text
-
-
-def _operations(args: argparse.Namespace, settings: Settings, config: FleetConfig) -> int:
-    """``health`` (exit 0 healthy, 1 unhealthy, 2 usage) and ``logs summary``."""
-    if args.command == "logs":
-        try:
-            summary = summarize(settings.log_dir, args.since, replay=args.replay)
-        except OSError as exc:
-            print(f"error: {exc.filename or settings.log_dir}: {exc.strerror}", file=sys.stderr)
-            return 1
-        print(summary_json(summary) if args.json else summary_text(summary))
-        return 0
-    if args.no_http and args.url:
-        print("error: health: --url and --no-http contradict each other", file=sys.stderr)
-        return 2
-    url = args.url
-    if url is None and not args.no_http and args.units is None:
-        url = f"http://127.0.0.1:{config.health.port}/health"
-    max_event_age_s = args.max_event_age * 60 if args.max_event_age else default_event_age_s(config)
-    options = HealthOptions(
-        url=url,
-        units=args.units,
-        max_event_age_s=max_event_age_s,
-        max_pending=args.max_pending,
-        max_pending_age_s=args.max_pending_age * 60,
-        timeout_s=args.timeout,
+def _notifier(
+    plan: _RunPlan, settings: Settings, config: FleetConfig, store: Store, clock: Clock, observer: Observer
+) -> Notifier:
+    """Telegram, or the console in a dry-run; a backtest prints no alert (its product is the report)."""
+    if not plan.dry_run:
+        return TelegramNotifier(store, clock, settings, config.telegram, observer=observer)
+    return ConsoleNotifier(
+        store, clock, _Discard() if plan.report_dir is not None else None, observer=observer
     )
-    try:
-        report = run_checks(options, settings.log_dir, settings.state_dir, round(time.time() * 1000))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for problem in report.problems:
-        print(problem)
-    if report.healthy and not args.quiet:
-        print("OK: " + "; ".join(report.notes))
-    return 0 if report.healthy else 1
+
+
+class _Discard(io.StringIO):
+    """A text stream that keeps nothing: where a backtest's dry-run messages go."""
+
+    def write(self, text: str) -> int:
+        """Accept ``text`` and drop it."""
+        return len(text)
+
+
+def _report(
+    plan: _RunPlan,
+    runner: Runner,
+    store: Store,
+    source: ReplaySource,
+    *,
+    wall_s: float,
+) -> None:
+    """Write a finished backtest's report next to its store; print the table and where it is."""
+    assert plan.report_dir is not None
+    clock = source.clock
+    start = clock.started_ms if clock.started_ms is not None else clock.now_ms()
+    end = clock.now_ms()
+    candles = source.candles_between(start, end)
+    facts = {
+        "bots": {
+            bot.name: {"timeframe": bot.settings.timeframe, "symbols": list(bot.settings.symbols)}
+            for bot in runner.bots
+        },
+        "data": [str(folder) for folder in source.directories],
+        "from": None if plan.replay_from_ms is None else iso_utc(plan.replay_from_ms),
+        "to": None if plan.replay_until_ms is None else iso_utc(plan.replay_until_ms),
+        "cycles": runner.cycles,
+        "candles": candles,
+        "wall_seconds": round(wall_s, 3),
+        "candles_per_second": round(candles / wall_s, 1) if wall_s > 0 else None,
+    }
+    bots = [bot.name for bot in runner.bots]
+    table = write_report(plan.report_dir, store.all_signals(), bots, start, end, facts)
+    print(table)
+    late = ""
+    if plan.replay_from_ms is not None and start > plan.replay_from_ms:
+        late = f"; before {utc_text(start)} not every series had its warm-up, so --from was moved there"
+    print(f"\nreport: {plan.report_dir} ({utc_text(start)} to {utc_text(end)}, {candles:,} candles{late})")
 
 
 def _chart_dir(path: Path, keep_days: float = CHART_KEEP_DAYS) -> Path:
@@ -659,11 +737,12 @@ def _install_signal_handlers(stop: asyncio.Event, events: EventLog) -> None:
 _Command = Callable[[argparse.Namespace, Settings, FleetConfig], int]
 #: The commands other than ``run``, by name.
 _COMMANDS: dict[str, _Command] = {
-    "stats": _records,
-    "export": _records,
-    "close": _close_manually,
-    "health": _operations,
-    "logs": _operations,
+    "stats": tools.records,
+    "export": tools.records,
+    "close": tools.close_manually,
+    "health": tools.operations,
+    "logs": tools.operations,
     "check-config": _describe,
     "list": _describe,
+    "backtest": _backtest_command,
 }

@@ -82,7 +82,8 @@ _MAX_WIDENING = 3
 
 _TAG_NAMES = {"entry": "Entry", "sl": "SL"}
 
-_draw_lock = threading.Lock()
+#: Serialises every matplotlib drawing and encoding of the process (alert charts, equity curves).
+draw_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,9 @@ def render_chart(spec: ChartSpec, path: Path) -> ChartGeometry:
     """
     try:
         _validate(spec)
-        with _draw_lock:
+        with draw_lock:
             figure, geometry = _draw(spec)
-            _save(figure, path)
+            save_png(figure, path)
     except DataError:
         raise
     except Exception as exc:
@@ -242,12 +243,9 @@ def _draw(spec: ChartSpec) -> tuple[Figure, ChartGeometry]:
     pad = (high - low) * _Y_PAD if high > low else high * _Y_PAD
     y_range = (low - pad, high + pad)
 
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, facecolor=BACKGROUND)
-    FigureCanvasAgg(figure)
-    plot_w, plot_h = _PLOT_RIGHT - _PLOT_LEFT, _PLOT_BOTTOM - _PLOT_TOP
-    ax = figure.add_axes(
-        (_PLOT_LEFT / WIDTH_PX, 1 - _PLOT_BOTTOM / HEIGHT_PX, plot_w / WIDTH_PX, plot_h / HEIGHT_PX)
-    )
+    plot_box = (_PLOT_LEFT, _PLOT_TOP, _PLOT_RIGHT, _PLOT_BOTTOM)
+    figure, ax = dark_axes(WIDTH_PX, HEIGHT_PX, plot_box, spec.title)
+    plot_h = _PLOT_BOTTOM - _PLOT_TOP
     ax.set_xlim(-1.0, count - 1 + _RIGHT_PAD_BARS)
     ax.set_ylim(*y_range)
     _style_axes(ax, spec)
@@ -269,7 +267,7 @@ def _draw(spec: ChartSpec) -> tuple[Figure, ChartGeometry]:
         height_px=HEIGHT_PX,
         level_rows=level_rows,
         level_colors={name: _rgb(LEVEL_COLORS[name]) for name, _ in levels},
-        plot_box=(_PLOT_LEFT, _PLOT_TOP, _PLOT_RIGHT, _PLOT_BOTTOM),
+        plot_box=plot_box,
         price_range=y_range,
         key_points=key_pixels,
         key_point_color=_rgb(KEY_POINT),
@@ -278,16 +276,33 @@ def _draw(spec: ChartSpec) -> tuple[Figure, ChartGeometry]:
     return figure, geometry
 
 
-def _style_axes(ax: Axes, spec: ChartSpec) -> None:
-    """Colours, grid, the title, price ticks (the card's format) and a few UTC time labels."""
-    candles = spec.candles
+def dark_axes(
+    width_px: int, height_px: int, plot_box: tuple[int, int, int, int], title: str
+) -> tuple[Figure, Axes]:
+    """A figure of ``width_px`` x ``height_px`` on its own Agg canvas with one axes on ``plot_box``
+    (left, top, right, bottom, in pixels), in the dark theme, ``title`` at its top left.
+
+    Shared by the alert charts and the backtest's equity curves, so both look alike.
+    """
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor=BACKGROUND)
+    FigureCanvasAgg(figure)
+    left, top, right, bottom = plot_box
+    ax = figure.add_axes(
+        (left / width_px, 1 - bottom / height_px, (right - left) / width_px, (bottom - top) / height_px)
+    )
     ax.set_facecolor(BACKGROUND)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_color(GRID)
     ax.tick_params(colors=TEXT, labelsize=10, length=3)
     ax.grid(True, color=GRID, linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
-    ax.set_title(spec.title, color=TEXT, fontsize=14, fontweight="bold", loc="left", parse_math=False)
+    ax.set_title(title, color=TEXT, fontsize=14, fontweight="bold", loc="left", parse_math=False)
+    return figure, ax
+
+
+def _style_axes(ax: Axes, spec: ChartSpec) -> None:
+    """Price ticks (the card's format) and a few UTC time labels."""
+    candles = spec.candles
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: format_price(value, spec.tick_size)))
 
@@ -433,8 +448,8 @@ def _spread(values: Sequence[float], gap: float, top: float) -> list[float]:
     return result
 
 
-def _save(figure: Figure, path: Path) -> None:
-    """Encode the PNG into a 0600 temporary file beside ``path``, then move it over ``path``."""
+def save_png(figure: Figure, path: Path) -> None:
+    """Encode ``figure`` as a PNG into a 0600 temporary file beside ``path``, then move it over ``path``."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:

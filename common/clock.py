@@ -49,14 +49,26 @@ class SimulatedClock:
 
     def __init__(self, start_ms: int) -> None:
         self._now_ms = start_ms
+        self._started_ms: int | None = None
 
     def now_ms(self) -> int:
         """The simulated time in milliseconds."""
         return self._now_ms
 
+    @property
+    def started_ms(self) -> int | None:
+        """Where the clock was first moved to (a replay's first cycle), None until it has moved.
+
+        A progress display polls the clock from its own task and may first look only after the
+        replay has advanced; this tells it where the replay began.
+        """
+        return self._started_ms
+
     def set(self, when_ms: int) -> None:
         """Move the clock to ``when_ms``; it never runs backwards."""
         self._now_ms = max(self._now_ms, when_ms)
+        if self._started_ms is None:
+            self._started_ms = self._now_ms
 
     async def sleep_until(self, when_ms: int, stop: asyncio.Event) -> bool:
         """Jump to ``when_ms`` unless ``stop`` is set; yields to the loop so shutdown stays responsive."""

@@ -44,7 +44,7 @@ class Stats:
     exits: Mapping[str, float] = field(default_factory=dict)  # exit reason -> share of trades, 0..1
 
 
-def _closed(signals: Iterable[StoredSignal]) -> list[StoredSignal]:
+def closed_signals(signals: Iterable[StoredSignal]) -> list[StoredSignal]:
     """The closed signals that have an R multiple, in exit-time order (then id)."""
     closed = [s for s in signals if s.status == "CLOSED" and s.r_multiple is not None]
     return sorted(closed, key=lambda s: (s.exit_ms if s.exit_ms is not None else 0, s.signal.id))
@@ -61,7 +61,7 @@ def compute_stats(signals: Sequence[StoredSignal]) -> Stats:
     The cumulative R curve starts at 0 before the first trade, so losses from the start count as
     drawdown. Everything is 0 (or None where undefined) when there is no closed trade.
     """
-    closed = _closed(signals)
+    closed = closed_signals(signals)
     rs = [_r(s) for s in closed]
     win_rs = [r for r in rs if r > 0]
     loss_rs = [r for r in rs if r < 0]
@@ -118,7 +118,7 @@ def group_stats(
         raise ValueError(f"unknown grouping {by!r}: expected one of {', '.join(_KEYS)}")
     key = _KEYS[by]
     groups: dict[str, list[StoredSignal]] = defaultdict(list)
-    for stored in _closed(signals):
+    for stored in closed_signals(signals):
         sig = stored.signal
         if bot is not None and sig.bot != bot:
             continue
@@ -133,7 +133,7 @@ def group_stats(
 def _pairs(signals: Iterable[StoredSignal]) -> dict[tuple[str, str], Stats]:
     """Statistics per (bot, symbol) with at least one closed signal."""
     groups: dict[tuple[str, str], list[StoredSignal]] = defaultdict(list)
-    for stored in _closed(signals):
+    for stored in closed_signals(signals):
         groups[(stored.signal.bot, stored.signal.symbol)].append(stored)
     return {pair: compute_stats(group) for pair, group in groups.items()}
 

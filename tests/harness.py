@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -93,6 +94,34 @@ def cli_env(tmp_path: Path, mexc_url: str, telegram_url: str | None, **extra: st
         env.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=telegram_url)
     env.update(extra)
     return env
+
+
+def offline_env(tmp_path: Path, config: Path) -> dict[str, str]:
+    """Environment for a CLI run that needs no server: ``config``, private state and log dirs, no
+    Telegram or MEXC variables."""
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("TELEGRAM_", "MEXC_", "BOTS_"))
+    }
+    env.update(
+        BOTS_CONFIG=str(config),
+        BOTS_STATE_DIR=str(tmp_path / "state"),
+        BOTS_LOG_DIR=str(tmp_path / "logs"),
+    )
+    return env
+
+
+def run_bots(args: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = 300.0) -> CliRun:
+    """Run ``python -m bots ARGS`` to completion in ``cwd`` (blocking: for tests without servers)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bots", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliRun(done.returncode, done.stdout, done.stderr)
 
 
 async def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:

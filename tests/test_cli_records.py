@@ -1,57 +1,37 @@
-"""`python -m bots stats` and `export` on a store filled by a replay of real data, checked against the CSV."""
+"""`python -m bots stats` and `export` on the store of a backtest of real data, checked against its CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, SAMPLE
+from tests.harness import REPO, SAMPLE, offline_env, run_bots
 
 pytestmark = pytest.mark.integration
 
 
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m bots ARGS`` in the repository with ``env``."""
-    return subprocess.run(
-        [sys.executable, "-m", "bots", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_stats_agree_with_an_independent_computation_from_the_export(tmp_path: Path) -> None:
-    """After a psar_bot replay, every stats figure equals what the test computes from the exported CSV."""
+    """After a psar_bot backtest, every stats figure equals what the test computes from the exported CSV."""
     config = tmp_path / "global_config.json"
     shipped = json.loads((REPO / "global_config.json").read_text(encoding="utf-8"))
     config.write_text(json.dumps({**shipped, "bots": {"psar_bot": shipped["bots"]["psar_bot"]}}))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "MEXC_", "BOTS_"))},
-        "BOTS_CONFIG": str(config),
-        "BOTS_STATE_DIR": str(tmp_path / "state"),
-        "BOTS_LOG_DIR": str(tmp_path / "logs"),
-    }
-    replay = cli(["run", "psar_bot", "--source", f"replay:{SAMPLE}", "--log-level", "ERROR"], env)
-    assert replay.returncode == 0, replay.stderr
-    env["BOTS_STATE_DIR"] = str(tmp_path / "state" / "replay")  # where a replay keeps its store
+    env = offline_env(tmp_path, config)
+    report = tmp_path / "report"
+    backtest = run_bots(["backtest", "psar_bot", "--data", str(SAMPLE), "--report", str(report)], env)
+    assert backtest.returncode == 0, backtest.stderr
+    store = ["--store", str(report)]  # the backtest's store is in its report folder
 
-    exported = cli(["export", "--format", "csv"], env)
+    exported = run_bots(["export", "--format", "csv", *store], env)
     assert exported.returncode == 0, exported.stderr
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     closed = [r for r in rows if r["status"] == "CLOSED"]
     assert len(closed) >= 30
 
-    stats = cli(["stats", "--by", "bot_symbol", "--json"], env)
+    stats = run_bots(["stats", "--by", "bot_symbol", "--json", *store], env)
     assert stats.returncode == 0, stats.stderr
     figures = json.loads(stats.stdout)
     for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
@@ -84,10 +64,10 @@ def test_stats_agree_with_an_independent_computation_from_the_export(tmp_path: P
             abs=1e-4,
         )
 
-    table = cli(["stats"], env)
+    table = run_bots(["stats", *store], env)
     assert table.returncode == 0, table.stderr
     assert "psar_bot" in table.stdout
-    snippet = cli(["stats", "--suggest-exclusions", "3"], env)
+    snippet = run_bots(["stats", "--suggest-exclusions", "3", *store], env)
     assert snippet.returncode == 0, snippet.stderr
     suggested = json.loads(snippet.stdout)["bots"]
     for bot, entry in suggested.items():

@@ -337,6 +337,37 @@ async def test_start_end_and_finished(tmp_path: Path) -> None:
     await source.close()
 
 
+async def test_an_end_cuts_every_series_and_finishes_the_replay_there(tmp_path: Path) -> None:
+    """With until_ms at 01:20, no candle closing later is served, the replay ends at 01:15, and the
+    clock remembers where it first moved; an end before every close is a problem naming the series."""
+    write(tmp_path, "BTC_USDT-15m.csv", csv_text(ROWS_15M))
+    clock = SimulatedClock(0)
+    source = ReplaySource(tmp_path, clock, until_ms=T0 + 80 * MIN)
+    before = clock.started_ms
+    assert before is None
+    assert await source.open([BTC_15M, BTC_1H]) == []
+    assert source.end_ms() == T0 + 75 * MIN  # the 01:00 15m candle (the 1h series ends with 00:00)
+    clock.set(T0 + 10 * HOUR)
+    assert (await source.closed_candles("BTC/USDT", "15m", 100)).ts.tolist() == [
+        T0 + i * 15 * MIN for i in range(5)
+    ]
+    assert (await source.closed_candles("BTC/USDT", "1h", 100)).ts.tolist() == [T0]
+    assert source.finished() is True
+    assert clock.started_ms == T0 + 10 * HOUR
+    clock.set(T0 + 11 * HOUR)
+    assert clock.started_ms == T0 + 10 * HOUR
+    # Closes in [00:30, 01:00]: 15m candles of 00:15, 00:30, 00:45 and the 1h candle of 00:00.
+    assert source.candles_between(T0 + 30 * MIN, T0 + HOUR) == 4
+    early = ReplaySource(tmp_path, SimulatedClock(0), until_ms=T0 + 10 * MIN)
+    assert await early.open([BTC_15M]) == [
+        SourceProblem(
+            "BTC/USDT",
+            "no BTC/USDT 15m candle closes by 2024-01-01 00:10 UTC in the replay files",
+            timeframe="15m",
+        )
+    ]
+
+
 async def test_real_btc_15m_aggregated_to_4h_equals_the_real_4h_file(tmp_path: Path) -> None:
     """Aggregating Binance BTC/USDT 15m to 4h reproduces Binance's own 4h file, row for row."""
     fifteen = require_shared_data("binance_spot", "BTC_USDT-15m.csv.gz")

@@ -8,7 +8,8 @@ When the exact timeframe has no file, the coarsest file whose timeframe divides 
 (15m rather than 5m for 1h: fewer rows to read, and a short 5m file does not shorten the 1h
 series), dropping an incomplete first or last group (weeks start on Monday). At any
 simulated time the source serves exactly the candles whose close time has passed, as the live
-source does.
+source does. An optional end (``until_ms``, a backtest's ``--to``) cuts every series at load: no
+candle closing later is ever served, and the replay is finished at the last one that closes by then.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.clock import SimulatedClock
+from common.clock import SimulatedClock, utc_text
 from common.errors import DataError
 from common.logging_config import get_logger
 from common.market import ExtrasNeed, MarketInfo, SeriesKey, SourceProblem, SymbolExtras
@@ -40,7 +41,7 @@ log = get_logger(__name__)
 DAY_MS = 86_400_000
 
 #: Timeframes that a replay file may exist in, finest first (used to aggregate a missing one).
-_FILE_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "8h", "1d")
+FILE_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "8h", "1d")
 
 
 def read_ohlcv_file(path: Path, symbol: str, timeframe: str) -> Candles:
@@ -118,9 +119,17 @@ class ReplaySource:
     computed from the finest loaded series.
     """
 
-    def __init__(self, directories: Path | Sequence[Path], clock: SimulatedClock | None = None) -> None:
+    def __init__(
+        self,
+        directories: Path | Sequence[Path],
+        clock: SimulatedClock | None = None,
+        *,
+        until_ms: int | None = None,
+    ) -> None:
         self.directories = [directories] if isinstance(directories, Path) else list(directories)
         self.clock = clock or SimulatedClock(0)
+        # The end of the replay: candles closing after it are dropped when the files are loaded.
+        self.until_ms = until_ms
         self._series: dict[SeriesKey, Candles] = {}
         self._close_times: dict[SeriesKey, IntArray] = {}
         self._real_end: dict[SeriesKey, IntArray] = {}
@@ -145,6 +154,7 @@ class ReplaySource:
         for key in series:
             try:
                 candles, filled = fill_gaps(self._load(key))
+                candles = self._cut(key, candles)
             except DataError as exc:
                 problems.append(SourceProblem(key.symbol, str(exc), timeframe=key.timeframe))
                 continue
@@ -169,6 +179,24 @@ class ReplaySource:
             except DataError as exc:
                 problems.append(SourceProblem(symbol, str(exc), extras=True))
         return problems
+
+    def _cut(self, key: SeriesKey, candles: Candles) -> Candles:
+        """``candles`` without those closing after ``until_ms``; DataError when none is left."""
+        if self.until_ms is None:
+            return candles
+        keep = int(np.searchsorted(candles.ts + candles.period_ms, self.until_ms, side="right"))
+        if keep == 0:
+            until = utc_text(self.until_ms)
+            raise DataError(f"no {key.symbol} {key.timeframe} candle closes by {until} in the replay files")
+        return candles.slice(0, keep)
+
+    def candles_between(self, start_ms: int, end_ms: int) -> int:
+        """How many candles of the loaded series close in [``start_ms``, ``end_ms``]: the candles a
+        replay over that span hands to its bots (a backtest reports its speed per candle)."""
+        return sum(
+            int(np.searchsorted(times, end_ms, side="right") - np.searchsorted(times, start_ms, side="left"))
+            for times in self._close_times.values()
+        )
 
     def _first(self, name: str) -> Path | None:
         """The first ``name.csv.gz`` / ``name.csv`` in the directories, in order."""
@@ -205,7 +233,7 @@ class ReplaySource:
         if exact is not None:
             return read_ohlcv_file(exact, key.symbol, key.timeframe)
         target = timeframe_ms(key.timeframe)
-        for finer in reversed(_FILE_TIMEFRAMES):
+        for finer in reversed(FILE_TIMEFRAMES):
             if timeframe_ms(finer) < target and target % timeframe_ms(finer) == 0:
                 path = self._first(f"{stem}-{finer}")
                 if path is not None:
