@@ -33,7 +33,7 @@ import numpy as np
 import talib
 from dotenv import load_dotenv
 
-from bots.arguments import utc_ms
+from bots.cli_arguments import utc_ms
 from common.clock import Clock, SimulatedClock, WallClock
 from common.config import MEXC_TIMEFRAMES, FleetConfig, Settings, load_config
 from common.errors import ConfigError, DataError, FleetError

@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 
 from dotenv import load_dotenv
 
-from bots import REGISTRY, arguments, tools
+from bots import REGISTRY
+from bots import cli_arguments as arguments
+from bots import cli_tools as tools
 from bots.base import DataNeeds, Strategy, TrailingStops
 from common.backtest import default_report_dir, follow_progress, prepare_report_dir, write_report
 from common.clock import Clock, SimulatedClock, WallClock, utc_text

@@ -15,7 +15,7 @@ from bots import REGISTRY
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_STRATEGIES = {"base", "cli", "tools", "arguments", "__init__", "__main__"}
+NOT_STRATEGIES = {"base", "cli", "cli_tools", "cli_arguments", "__init__", "__main__"}
 
 
 def strategy_modules() -> list[str]:
