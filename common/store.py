@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from common.tracker import Fill, Outcome, Position
+from common.tracker import Fill, Outcome, Position, fills_from_rows, fills_to_rows
 from common.types import ContextValue, Direction, KeyPoint, Levels, Signal
 
 SCHEMA_VERSION = 4
@@ -370,9 +370,7 @@ class Store:
             mfe_pct=row["mfe_pct"],
             mae_pct=row["mae_pct"],
             funding_pct=row["funding_pct"],
-            fills=tuple(Fill(str(r), float(p), int(t), float(f)) for r, p, t, f in json.loads(row["fills"]))
-            if row["fills"]
-            else (),
+            fills=fills_from_rows(json.loads(row["fills"])) if row["fills"] else (),
         )
 
     def get_signal(self, signal_id: str) -> StoredSignal | None:
@@ -462,7 +460,7 @@ class Store:
                     outcome.mfe_pct,
                     outcome.mae_pct,
                     outcome.funding_pct,
-                    json.dumps([[f.reason, f.price, f.ts_ms, f.fraction] for f in outcome.fills]),
+                    json.dumps(fills_to_rows(outcome.fills)),
                     signal_id,
                 ),
             ).rowcount

@@ -82,6 +82,16 @@ class Fill:
     fraction: float  # share of the original size
 
 
+def fills_to_rows(fills: tuple[Fill, ...]) -> list[list[object]]:
+    """Fills as JSON-ready rows ``[reason, price, ts_ms, fraction]`` (the store's format)."""
+    return [[f.reason, f.price, f.ts_ms, f.fraction] for f in fills]
+
+
+def fills_from_rows(rows: list[list[object]]) -> tuple[Fill, ...]:
+    """Fills back from rows written by :func:`fills_to_rows`."""
+    return tuple(Fill(str(r), float(str(p)), int(str(t)), float(str(f))) for r, p, t, f in rows)
+
+
 @dataclass(frozen=True)
 class Position:
     """An open signal's progress: what is left, its stop, its fills and excursions so far."""
@@ -121,7 +131,7 @@ class Position:
             "stop_reason": self.stop_reason,
             "targets_hit": self.targets_hit,
             "remaining": self.remaining,
-            "fills": [[f.reason, f.price, f.ts_ms, f.fraction] for f in self.fills],
+            "fills": fills_to_rows(self.fills),
             "mfe_pct": self.mfe_pct,
             "mae_pct": self.mae_pct,
             "checked_until": self.checked_until,
@@ -137,7 +147,7 @@ class Position:
             stop_reason=str(body["stop_reason"]),
             targets_hit=int(body["targets_hit"]),
             remaining=float(body["remaining"]),
-            fills=tuple(Fill(str(r), float(p), int(t), float(f)) for r, p, t, f in body["fills"]),
+            fills=fills_from_rows(body["fills"]),
             mfe_pct=float(body["mfe_pct"]),
             mae_pct=float(body["mae_pct"]),
             checked_until=int(body["checked_until"]),
